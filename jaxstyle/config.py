@@ -1,0 +1,123 @@
+"""StyleConfig: every option of a run and its default, the single source for API, CLI and docs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from . import losses, optimize, vgg
+from .errors import JaxstyleError
+
+INITS = ("content", "noise")
+
+
+@dataclass(frozen=True)
+class StyleConfig:
+    """Options of one style transfer.
+
+    Attributes:
+      size: long side of the output in pixels; the content image is resized to it (Lanczos).
+      steps: optimizer iterations.
+      content_weight: alpha in the paper, weight of the content term.
+      style_weight: beta in the paper, weight of the style term.
+      tv_weight: weight of the total-variation regulariser (0 disables it; not in the paper).
+      tv_kind: ``"l2"`` or ``"l1"`` total variation.
+      init: ``"content"`` (start from the photo), ``"noise"`` (white noise, as in the paper) or the
+        path of an image file to start from.
+      optimizer: ``"lbfgs"`` (the paper's choice) or ``"adam"``.
+      lr: learning rate; ``None`` takes the optimizer's default (``optimize.DEFAULT_LR``).
+      linesearch: L-BFGS line search: ``"none"`` (one evaluation per step, like PyTorch's L-BFGS),
+        ``"backtracking"`` or ``"zoom"`` (optax's default); see ``optimize.make_optimizer``.
+      pooling: ``"max"`` or ``"avg"`` (the paper prefers average pooling for synthesis).
+      content_layers: layers of the content term (the paper: relu4_2, i.e. conv4_2 after ReLU).
+      style_layers: layers of the style term (the paper: relu1_1 … relu5_1).
+      content_layer_weights: one weight per content layer; ``None`` = equal, summing to one.
+      style_layer_weights: one weight per style layer; ``None`` = equal, summing to one (w_l = 1/5).
+      normalization: ``"relative"`` (each term divided by its target's squared norm) or
+        ``"paper"`` (eqs. 1 and 4 literally); see ``jaxstyle.losses``.
+      seed: seed of every random choice (the noise image).
+      chunk: steps between progress reports (the device is only waited on then).
+    """
+
+    size: int = 512
+    steps: int = 300
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 0.0
+    tv_kind: str = "l2"
+    init: str = "content"
+    optimizer: optimize.Optimizer = "lbfgs"
+    lr: float | None = None
+    linesearch: optimize.Linesearch = "none"
+    pooling: vgg.Pooling = "max"
+    content_layers: tuple[str, ...] = ("relu4_2",)
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    content_layer_weights: tuple[float, ...] | None = None
+    style_layer_weights: tuple[float, ...] | None = None
+    normalization: losses.Normalization = "relative"
+    seed: int = 0
+    chunk: int = 10
+
+    def replace(self, **changes) -> "StyleConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def learning_rate(self) -> float:
+        return optimize.DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
+    @property
+    def min_size(self) -> int:
+        """Smallest image side the requested layers allow (each pooling halves the map)."""
+        return vgg.min_image_size(self.content_layers + self.style_layers)
+
+    def validate(self) -> "StyleConfig":
+        """Raise :class:`JaxstyleError` naming the first bad option, the value and the rule."""
+        _choice("optimizer", self.optimizer, optimize.OPTIMIZERS)
+        _choice("linesearch", self.linesearch, optimize.LINESEARCHES)
+        _choice("pooling", self.pooling, vgg.POOLINGS)
+        _choice("normalization", self.normalization, losses.NORMALIZATIONS)
+        _choice("tv_kind", self.tv_kind, losses.TV_KINDS)
+        vgg.check_layers(self.content_layers, "content layer")
+        vgg.check_layers(self.style_layers, "style layer")
+        for name in ("size", "steps", "chunk"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise JaxstyleError(f"`{name}` (={value!r}) must be a positive integer")
+        if self.size < self.min_size:
+            raise JaxstyleError(
+                f"`size` (={self.size}) is too small for layers down to "
+                f"{_deepest(self.content_layers + self.style_layers)}: use at least {self.min_size} px"
+            )
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            _non_negative(name, getattr(self, name))
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise JaxstyleError(f"`lr` (={self.lr}) must be a positive number")
+        for name, layers in (("content_layer_weights", self.content_layers), ("style_layer_weights", self.style_layers)):
+            weights = getattr(self, name)
+            if weights is None:
+                continue
+            if len(weights) != len(layers):
+                raise JaxstyleError(f"`{name}` has {len(weights)} values for {len(layers)} layers; give one per layer")
+            for w in weights:
+                _non_negative(name, w)
+        return self
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise JaxstyleError(f"`{name}` (={value!r}) must be one of {', '.join(choices)}")
+
+
+def _non_negative(name: str, value) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise JaxstyleError(f"`{name}` (={value!r}) must be a finite number >= 0")
+
+
+def _deepest(layers) -> str:
+    return max(layers, key=vgg.LAYERS.index)
+
+
+def layer_weights(weights: tuple[float, ...] | None, n: int) -> tuple[float, ...]:
+    """Per-layer weights as given, or equal weights summing to one."""
+    return tuple(float(w) for w in weights) if weights is not None else (1.0 / n,) * n

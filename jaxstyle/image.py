@@ -1,0 +1,114 @@
+"""Image input and output: decode any Pillow mode to RGB float32 in [0, 1], resize once, save atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import JaxstyleError
+
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode → (H, W, 3) float32 in [0, 1]. Transparency is composited onto white."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float32)
+        a = a / 65535.0 if im.mode.startswith("I;16") else a / max(float(a.max()), 1.0)
+        return np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=-1)
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("LA", "PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im)
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def resize_long_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize so the longer side is ``size`` px, with Lanczos (antialiased: keeps style statistics)."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    return resize_exact(image, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def resize_exact(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize an (H, W, C) image to ``shape`` = (height, width) with Lanczos."""
+    h, w = shape
+    if image.shape[:2] == (h, w):
+        return image
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32)).resize((w, h), Image.Resampling.LANCZOS))
+        for c in range(image.shape[-1])
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
+    """Read an image file as (H, W, 3) float32 RGB in [0, 1], EXIF-rotated, long side ``size``."""
+    path = Path(path)
+    if not path.exists():
+        raise JaxstyleError(f"image file {str(path)!r} does not exist; check the path")
+    if path.is_dir():
+        raise JaxstyleError(f"{str(path)!r} is a folder, not an image file; name an image file")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            array = to_rgb(im)
+    except UnidentifiedImageError:
+        raise JaxstyleError(f"{str(path)!r} is not an image Pillow can read; give a PNG, JPEG or similar file") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise JaxstyleError(f"cannot read image {str(path)!r} ({e}); check the file is complete and readable") from None
+    if size is not None:
+        array = resize_long_side(array, size)
+    return array
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Raise before any work if ``path`` cannot receive an image: unknown extension or missing folder."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_FORMATS:
+        raise JaxstyleError(
+            f"output {str(path)!r} has an unsupported extension; use one of {', '.join(OUTPUT_FORMATS)}"
+        )
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise JaxstyleError(f"output folder {str(parent)!r} does not exist; create it first")
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+
+    Readers see the old file or the complete new one, never a half-written one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def to_uint8(image) -> np.ndarray:
+    return (np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_image(image, path: str | os.PathLike) -> Path:
+    """Write an (H, W, 3) image in [0, 1] as PNG or JPEG (chosen by extension), atomically."""
+    path = check_output_path(path)
+    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+    pil = Image.fromarray(to_uint8(image))
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **options))
+    return path

