@@ -1,0 +1,147 @@
+"""Speed and memory of one style-transfer step, by size and optimizer. Prints a table.
+
+    python bench/speed.py                 # 256 and 512 px, L-BFGS (three line searches) and Adam
+    python bench/speed.py --sizes 512 --steps 10
+
+Each row runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own. Columns:
+  eval_s     one loss-and-gradient evaluation (jitted value_and_grad), median
+  iter_s     one optimizer iteration (the jitted step, queued as stylize() does), mean
+  evals/it   loss evaluations per iteration (line searches may spend several)
+  compile_s  first step minus a steady step: tracing + XLA compilation
+  py_%       Python's share of an iteration: time to queue a step / iteration time
+  peak_MB    peak resident memory of the process
+Images: ../shared/images tubingen + starry_night when present (4:3, so 512 px is 512x384), else
+the bundled examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "images"
+CONFIGS = [("lbfgs", "none"), ("lbfgs", "backtracking"), ("lbfgs", "zoom"), ("adam", "none")]
+
+
+def images():
+    if (SHARED / "tubingen.jpg").is_file():
+        return SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
+    from jaxstyle.examples import CONTENT, STYLE
+
+    return CONTENT, STYLE
+
+
+def one(size: int, optimizer: str, linesearch: str, steps: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxstyle import StyleConfig, load_bundled, objective, optimize, transfer
+
+    content, style = images()
+    cfg = StyleConfig(size=size, optimizer=optimizer, linesearch=linesearch)
+    c, styles = transfer.prepare(content, style, cfg)
+    w = load_bundled()
+    spec = objective.ObjectiveSpec(cfg.content_layers, cfg.style_layers, cfg.pooling, cfg.normalization)
+    targets = objective.make_targets(w, jnp.asarray(c), [jnp.asarray(s) for s in styles], spec)
+    n_style = len(cfg.style_layers)
+    coef = objective.LossWeights(
+        alpha=jnp.float32(cfg.content_weight), beta=jnp.float32(cfg.style_weight), tv=jnp.float32(0.0),
+        content_layers=jnp.ones(1, jnp.float32), style_layers=jnp.full((n_style,), 1 / n_style, jnp.float32),
+        blend=jnp.ones(1, jnp.float32),
+    )
+    data = (w, targets, coef, spec)
+
+    vg = jax.jit(jax.value_and_grad(transfer._loss))
+    x0 = jnp.asarray(c)
+    jax.block_until_ready(vg(x0, data))
+    evals = []
+    for i in range(max(3, steps // 3)):
+        t = time.perf_counter()
+        jax.block_until_ready(vg(x0 + 1e-3 * i, data))
+        evals.append(time.perf_counter() - t)
+
+    step = optimize.step_fn(transfer._loss, optimizer, linesearch)
+    state = optimize.state_initializer(optimizer, linesearch)(x0)
+    lr = jnp.float32(cfg.learning_rate)
+    x = jnp.array(x0)
+    t = time.perf_counter()
+    x, state, loss, n = step(x, state, lr, data)
+    jax.block_until_ready(x)
+    first = time.perf_counter() - t
+    queue = 0.0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        t = time.perf_counter()
+        x, state, loss, n = step(x, state, lr, data)
+        queue += time.perf_counter() - t
+    jax.block_until_ready(x)
+    iter_s = (time.perf_counter() - t0) / steps
+
+    # Count real evaluations (line-search trials included) with a host callback in the loss; it
+    # makes dispatch synchronous, so it runs apart from the timed loop above.
+    calls = [0]
+
+    def counted_loss(x, data):
+        jax.debug.callback(lambda: calls.__setitem__(0, calls[0] + 1))
+        return transfer._loss(x, data)
+
+    counted = optimize.step_fn(counted_loss, optimizer, linesearch)
+    x, cstate = jnp.array(x0), optimize.state_initializer(optimizer, linesearch)(x0)
+    x, cstate, _, _ = counted(x, cstate, lr, data)
+    jax.effects_barrier()
+    calls[0] = 0
+    n_count = max(2, steps // 2)
+    for _ in range(n_count):
+        x, cstate, _, _ = counted(x, cstate, lr, data)
+    jax.effects_barrier()
+    return {
+        "size": f"{c.shape[1]}x{c.shape[0]}",
+        "optimizer": optimizer if optimizer == "adam" else f"lbfgs/{linesearch}",
+        "eval_s": statistics.median(evals),
+        "iter_s": iter_s,
+        "evals_per_iter": calls[0] / n_count,
+        "compile_s": first - iter_s,
+        "py_pct": 100 * queue / steps / iter_s,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device": jax.devices()[0].device_kind,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--steps", type=int, default=10, help="timed iterations per row")
+    p.add_argument("--configs", nargs="+", default=[f"{o}/{l}" for o, l in CONFIGS], help="optimizer/linesearch")
+    p.add_argument("--one", nargs=3, metavar=("SIZE", "OPT", "LS"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(one(int(args.one[0]), args.one[1], args.one[2], args.steps)))
+        return 0
+    header = f"{'size':>8} {'optimizer':<18} {'eval_s':>7} {'iter_s':>7} {'evals/it':>8} {'compile_s':>9} {'py_%':>5} {'peak_MB':>8}"
+    print(header)
+    print("-" * len(header))
+    for size in args.sizes:
+        for cfg in args.configs:
+            opt, ls = cfg.split("/")
+            out = subprocess.run([sys.executable, __file__, "--one", str(size), opt, ls, "--steps", str(args.steps)],
+                                 capture_output=True, text=True, env=os.environ)
+            if out.returncode != 0:
+                print(f"{size:>8} {cfg:<18} failed: {out.stderr.strip().splitlines()[-1]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{r['size']:>8} {r['optimizer']:<18} {r['eval_s']:7.3f} {r['iter_s']:7.3f} {r['evals_per_iter']:8.2f} "
+                  f"{r['compile_s']:9.2f} {r['py_pct']:5.1f} {r['peak_mb']:8.0f}", flush=True)
+    print(f"device: {r['device'] if 'r' in dir() else '?'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
