@@ -43,21 +43,12 @@ def one(size: int, optimizer: str, linesearch: str, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from jaxstyle import StyleConfig, load_bundled, objective, optimize, transfer
+    from jaxstyle import StyleConfig, load_bundled, optimize, transfer
 
     content, style = images()
     cfg = StyleConfig(size=size, optimizer=optimizer, linesearch=linesearch)
     c, styles = transfer.prepare(content, style, cfg)
-    w = load_bundled()
-    spec = objective.ObjectiveSpec(cfg.content_layers, cfg.style_layers, cfg.pooling, cfg.normalization)
-    targets = objective.make_targets(w, jnp.asarray(c), [jnp.asarray(s) for s in styles], spec)
-    n_style = len(cfg.style_layers)
-    coef = objective.LossWeights(
-        alpha=jnp.float32(cfg.content_weight), beta=jnp.float32(cfg.style_weight), tv=jnp.float32(0.0),
-        content_layers=jnp.ones(1, jnp.float32), style_layers=jnp.full((n_style,), 1 / n_style, jnp.float32),
-        blend=jnp.ones(1, jnp.float32),
-    )
-    data = (w, targets, coef, spec)
+    data = transfer.make_objective(load_bundled(), c, transfer._styles_at(styles, cfg.size, cfg), cfg)
 
     vg = jax.jit(jax.value_and_grad(transfer._loss))
     x0 = jnp.asarray(c)

@@ -9,7 +9,7 @@ import argparse
 import contextlib
 import sys
 
-from . import losses, optimize, vgg
+from . import color, losses, optimize, vgg
 from .config import INITS, StyleConfig
 from .errors import JaxstyleError
 
@@ -60,7 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-layers", type=_layers, default=_DEFAULT.style_layers, help="comma-separated layer names")
     p.add_argument("--content-layer-weights", type=_floats, default=None, help="comma-separated, one per content layer (default equal)")
     p.add_argument("--style-layer-weights", type=_floats, default=None, help="comma-separated, one per style layer (default equal)")
+    p.add_argument("--style-loss", choices=losses.STYLE_LOSSES, default=_DEFAULT.style_loss,
+                   help="gram (the paper) or wasserstein (mean and covariance)")
+    p.add_argument("--style-blend-weights", type=_floats, default=None, help="comma-separated, one per style image (normalised)")
+    p.add_argument("--style-scale", type=_floats, default=(_DEFAULT.style_scale,),
+                   help="style image size relative to the output: one number, or one per style image")
+    p.add_argument("--color", choices=color.COLORS, default=_DEFAULT.color,
+                   help="keep the photo's colours: luminance-only transfer or histogram matching")
+    p.add_argument("--scales", type=int, default=_DEFAULT.scales, help="number of sizes, coarse to fine")
+    p.add_argument("--scale-ratio", type=float, default=_DEFAULT.scale_ratio, help="size ratio between scales")
+    p.add_argument("--scale-steps", type=int, default=_DEFAULT.scale_steps, help="iterations at each coarser scale (default --steps)")
+    p.add_argument("--average", type=float, default=_DEFAULT.average,
+                   help="decay of the image's moving average returned instead of the last iterate (0 = off; e.g. 0.9 with adam)")
     p.add_argument("--seed", type=int, default=_DEFAULT.seed, help="seed of every random choice")
+    p.add_argument("--save-every", type=int, default=None, metavar="N", help="also write OUT_NNNN.ext every N steps")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="bits per channel (16: .png or .tif)")
     p.add_argument("--device", choices=DEVICES, default=None, help="run on this kind of device (default: JAX's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -84,7 +98,16 @@ def config_from_args(args: argparse.Namespace) -> StyleConfig:
         style_layers=args.style_layers,
         content_layer_weights=args.content_layer_weights,
         style_layer_weights=args.style_layer_weights,
+        style_loss=args.style_loss,
+        style_blend_weights=args.style_blend_weights,
+        style_scale=args.style_scale[0] if len(args.style_scale) == 1 else args.style_scale,
+        color=args.color,
+        scales=args.scales,
+        scale_ratio=args.scale_ratio,
+        scale_steps=args.scale_steps,
+        average=args.average,
         seed=args.seed,
+        chunk=args.save_every if args.save_every else _DEFAULT.chunk,
     ).validate()
 
 
@@ -101,27 +124,44 @@ def _device(kind: str | None):
     return jax.default_device(devices[0])
 
 
+def intermediate_path(output: Path, step: int) -> Path:
+    return output.with_name(f"{output.stem}_{step:04d}{output.suffix}")
+
+
 def run(argv=None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
     from pathlib import Path
 
     from .image import check_output_path, load_image, save_image
+    from .provenance import metadata, write_sidecar
     from .transfer import prepare, stylize
+    from .weights import load_bundled
 
-    check_output_path(args.output)
+    if args.save_every is not None and args.save_every < 1:
+        raise JaxstyleError(f"--save-every (={args.save_every}) must be a positive number of steps")
+    output = check_output_path(args.output, args.bit_depth)
     init = config.init
     if init not in INITS and not Path(init).is_file():
         raise JaxstyleError(f"--init {init!r} is neither {' nor '.join(INITS)} nor an existing image file")
     if init not in INITS:
         load_image(init)  # fail on an unreadable start image before any work
     content, styles = prepare(args.content, args.styles, config)  # bad images fail before any work
-    with _device(args.device), _progress(config, args.quiet) as callback:
-        result = stylize(content, styles, config, callback=callback)
-    save_image(result.image, args.output)
+    weights = load_bundled()
+    with _device(args.device), _progress(config, args.quiet) as show:
+        def callback(p):
+            if show is not None:
+                show(p)
+            if args.save_every and (p.step % args.save_every == 0 or p.step == p.steps):
+                save_image(p.image(), intermediate_path(output, p.step), args.bit_depth)
+
+        result = stylize(content, styles, config, weights=weights, callback=callback)
+    save_image(result.image, output, args.bit_depth)
+    write_sidecar(output, metadata(result, content=args.content, styles=args.styles,
+                                   weights_sha256=weights.sha256, argv=sys.argv[1:] if argv is None else argv))
     t = result.timings
     print(
-        f"wrote {args.output} ({result.image.shape[1]}x{result.image.shape[0]}, {config.steps} steps, "
+        f"wrote {args.output} ({result.image.shape[1]}x{result.image.shape[0]}, {len(result.history)} steps, "
         f"loss {result.terms['total']:.4g}, {t['total']:.1f} s)",
         file=sys.stderr,
     )
@@ -135,7 +175,8 @@ def _progress(config: StyleConfig, quiet: bool):
         return
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=config.steps, unit="step", desc="stylize", dynamic_ncols=True)
+    total = config.steps + (config.scales - 1) * (config.scale_steps or config.steps)
+    bar = tqdm(total=total, unit="step", desc="stylize", dynamic_ncols=True)
 
     def callback(p):
         bar.update(p.step - bar.n)

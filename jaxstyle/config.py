@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from . import losses, optimize, vgg
+from . import color, losses, optimize, vgg
 from .errors import JaxstyleError
 
 INITS = ("content", "noise")
@@ -36,6 +36,19 @@ class StyleConfig:
       style_layer_weights: one weight per style layer; ``None`` = equal, summing to one (w_l = 1/5).
       normalization: ``"relative"`` (each term divided by its target's squared norm) or
         ``"paper"`` (eqs. 1 and 4 literally); see ``jaxstyle.losses``.
+      style_loss: ``"gram"`` (the paper) or ``"wasserstein"`` (mean and covariance, W2).
+      style_blend_weights: one weight per style image, normalised to sum to one; ``None`` = equal.
+      style_scale: size of each style image relative to the output (long side ``scale * size``): one
+        number for all, or one per style image. Larger makes brush strokes larger.
+      color: ``"none"``, ``"luminance"`` (style on luminance only, the photo's colours kept) or
+        ``"histogram"`` (the painting recoloured to the photo's colour mean and covariance first);
+        Gatys et al. 2017.
+      scales: number of sizes, coarse to fine, each ``scale_ratio`` smaller than the next, ending at
+        ``size``; 1 = single scale.
+      scale_ratio: size ratio between consecutive scales.
+      scale_steps: iterations at each coarser scale; ``None`` = ``steps``. The final scale runs ``steps``.
+      average: decay of an exponential moving average of the image (bias-corrected), returned
+        instead of the last iterate; 0 disables it. Removes Adam's high-frequency noise (e.g. 0.9).
       seed: seed of every random choice (the noise image).
       chunk: steps between progress reports (the device is only waited on then).
     """
@@ -56,6 +69,14 @@ class StyleConfig:
     content_layer_weights: tuple[float, ...] | None = None
     style_layer_weights: tuple[float, ...] | None = None
     normalization: losses.Normalization = "relative"
+    style_loss: str = "gram"
+    style_blend_weights: tuple[float, ...] | None = None
+    style_scale: float | tuple[float, ...] = 1.0
+    color: str = "none"
+    scales: int = 1
+    scale_ratio: float = 2**0.5
+    scale_steps: int | None = None
+    average: float = 0.0
     seed: int = 0
     chunk: int = 10
 
@@ -78,9 +99,11 @@ class StyleConfig:
         _choice("pooling", self.pooling, vgg.POOLINGS)
         _choice("normalization", self.normalization, losses.NORMALIZATIONS)
         _choice("tv_kind", self.tv_kind, losses.TV_KINDS)
+        _choice("style_loss", self.style_loss, losses.STYLE_LOSSES)
+        _choice("color", self.color, color.COLORS)
         vgg.check_layers(self.content_layers, "content layer")
         vgg.check_layers(self.style_layers, "style layer")
-        for name in ("size", "steps", "chunk"):
+        for name in ("size", "steps", "chunk", "scales") + (("scale_steps",) if self.scale_steps is not None else ()):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise JaxstyleError(f"`{name}` (={value!r}) must be a positive integer")
@@ -91,6 +114,23 @@ class StyleConfig:
             )
         for name in ("content_weight", "style_weight", "tv_weight"):
             _non_negative(name, getattr(self, name))
+        if not (isinstance(self.scale_ratio, (int, float)) and self.scale_ratio > 1):
+            raise JaxstyleError(f"`scale_ratio` (={self.scale_ratio!r}) must be a number > 1, e.g. 1.414")
+        if self.scales > 1 and self.sizes()[0] < self.min_size:
+            raise JaxstyleError(
+                f"`scales` (={self.scales}) makes the coarsest size {self.sizes()[0]} px, below the "
+                f"{self.min_size} px the layers need: use fewer scales or a smaller scale_ratio"
+            )
+        if not (isinstance(self.average, (int, float)) and 0 <= self.average < 1):
+            raise JaxstyleError(f"`average` (={self.average!r}) must be in [0, 1), e.g. 0.9; 0 disables it")
+        for scale in self.style_scales(1 if not isinstance(self.style_scale, tuple) else len(self.style_scale)):
+            if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+                raise JaxstyleError(f"`style_scale` (={self.style_scale!r}) must be positive number(s)")
+        if self.style_blend_weights is not None:
+            for w in self.style_blend_weights:
+                _non_negative("style_blend_weights", w)
+            if sum(self.style_blend_weights) <= 0:
+                raise JaxstyleError("`style_blend_weights` sum to 0; give at least one positive weight")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise JaxstyleError(f"`lr` (={self.lr}) must be a positive number")
         for name, layers in (("content_layer_weights", self.content_layers), ("style_layer_weights", self.style_layers)):
@@ -102,6 +142,32 @@ class StyleConfig:
             for w in weights:
                 _non_negative(name, w)
         return self
+
+
+    def sizes(self) -> list[int]:
+        """Long side of each scale, coarse to fine, ending at ``size``."""
+        return [max(1, round(self.size / self.scale_ratio**k)) for k in reversed(range(self.scales))]
+
+    def style_scales(self, n_styles: int) -> tuple[float, ...]:
+        """One scale per style image; raises if a per-style tuple has the wrong length."""
+        if isinstance(self.style_scale, (tuple, list)):
+            if len(self.style_scale) != n_styles:
+                raise JaxstyleError(
+                    f"`style_scale` has {len(self.style_scale)} values for {n_styles} style images; give one or one per image"
+                )
+            return tuple(self.style_scale)
+        return (self.style_scale,) * n_styles
+
+    def blend(self, n_styles: int) -> tuple[float, ...]:
+        """Style-image weights normalised to sum to one."""
+        if self.style_blend_weights is None:
+            return (1.0 / n_styles,) * n_styles
+        if len(self.style_blend_weights) != n_styles:
+            raise JaxstyleError(
+                f"`style_blend_weights` has {len(self.style_blend_weights)} values for {n_styles} style images; give one per image"
+            )
+        total = float(sum(self.style_blend_weights))
+        return tuple(float(w) / total for w in self.style_blend_weights)
 
 
 def _choice(name: str, value, choices) -> None:

@@ -1,17 +1,24 @@
-"""Image input and output: decode any Pillow mode to RGB float32 in [0, 1], resize once, save atomically."""
+"""Image input and output: decode any Pillow mode to sRGB float32 in [0, 1], resize once, save atomically.
+
+Outputs: PNG (8 or 16 bits per channel), JPEG (8), TIFF (8 or 16), chosen by extension.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .errors import JaxstyleError
 
-OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+BIT_DEPTHS = {"PNG": (8, 16), "JPEG": (8,), "TIFF": (8, 16)}
 
 
 def to_rgb(im: Image.Image) -> np.ndarray:
@@ -37,6 +44,18 @@ def resize_long_side(image: np.ndarray, size: int) -> np.ndarray:
     return resize_exact(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
+def to_srgb(im: Image.Image) -> Image.Image:
+    """Convert an image with an embedded ICC profile to sRGB (RGB images; others pass through)."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA"):
+        return im
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"), outputMode=im.mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return im  # a broken profile: keep the pixel values as they are
+
+
 def resize_exact(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Resize an (H, W, C) image to ``shape`` = (height, width) with Lanczos."""
     h, w = shape
@@ -60,6 +79,7 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
             im.load()
+            im = to_srgb(im)
             array = to_rgb(im)
     except UnidentifiedImageError:
         raise JaxstyleError(f"{str(path)!r} is not an image Pillow can read; give a PNG, JPEG or similar file") from None
@@ -70,12 +90,18 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     return array
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
+def check_output_path(path: str | os.PathLike, bit_depth: int = 8) -> Path:
     """Raise before any work if ``path`` cannot receive an image: unknown extension or missing folder."""
     path = Path(path)
-    if path.suffix.lower() not in OUTPUT_FORMATS:
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
         raise JaxstyleError(
             f"output {str(path)!r} has an unsupported extension; use one of {', '.join(OUTPUT_FORMATS)}"
+        )
+    if bit_depth not in BIT_DEPTHS[fmt]:
+        raise JaxstyleError(
+            f"{fmt} output cannot hold {bit_depth} bits per channel; use "
+            + " or ".join(f"{d}" for d in BIT_DEPTHS[fmt]) + (" (16 bits: write .png or .tif)" if fmt == "JPEG" else "")
         )
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -104,11 +130,37 @@ def to_uint8(image) -> np.ndarray:
     return (np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def save_image(image, path: str | os.PathLike) -> Path:
-    """Write an (H, W, 3) image in [0, 1] as PNG or JPEG (chosen by extension), atomically."""
-    path = check_output_path(path)
+def to_uint16(image) -> np.ndarray:
+    return (np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+
+
+def png16_bytes(rgb16: np.ndarray) -> bytes:
+    """Encode (H, W, 3) uint16 as a 16-bit RGB PNG (Pillow cannot write 48-bit RGB)."""
+    h, w, _ = rgb16.shape
+    rows = np.ascontiguousarray(rgb16.astype(">u2")).view(np.uint8).reshape(h, w * 6)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter type 0 per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)  # 16 bits, truecolour
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def save_image(image, path: str | os.PathLike, bit_depth: int = 8) -> Path:
+    """Write an (H, W, 3) image in [0, 1] as PNG, JPEG or TIFF (by extension), 8 or 16 bits, atomically."""
+    path = check_output_path(path, bit_depth)
     fmt = OUTPUT_FORMATS[path.suffix.lower()]
-    pil = Image.fromarray(to_uint8(image))
-    options = {"quality": 95} if fmt == "JPEG" else {}
-    atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **options))
+    if bit_depth == 16 and fmt == "PNG":
+        data = png16_bytes(to_uint16(image))
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    elif fmt == "TIFF":
+        import tifffile
+
+        pixels = to_uint16(image) if bit_depth == 16 else to_uint8(image)
+        atomic_write(path, lambda tmp: tifffile.imwrite(tmp, pixels, photometric="rgb"))
+    else:
+        pil = Image.fromarray(to_uint8(image))
+        options = {"quality": 95} if fmt == "JPEG" else {}
+        atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **options))
     return path

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 Normalization = Literal["relative", "paper"]
 NORMALIZATIONS = ("relative", "paper")
+STYLE_LOSSES = ("gram", "wasserstein")
 TV_KINDS = ("l2", "l1")
 _EPS = 1e-8
 
@@ -59,15 +60,65 @@ def style_layer_loss(g: jax.Array, a: jax.Array, normalization: Normalization = 
     return sq / (jnp.sum(jnp.square(a)) + _EPS)
 
 
-def style_loss(g: jax.Array, targets: jax.Array, blend: jax.Array, normalization: Normalization = "relative") -> jax.Array:
+def feature_stats(features: jax.Array) -> dict:
+    """Mean (C,) and covariance (C, C) of one layer's features over positions."""
+    h, w, c = features.shape
+    f = features.reshape(h * w, c)
+    mean = jnp.mean(f, axis=0)
+    centred = f - mean.reshape(1, c)
+    cov = jnp.matmul(centred.T, centred, precision=jax.lax.Precision.HIGHEST) / (h * w)
+    return {"mean": mean, "cov": cov}
+
+
+def _sqrtm_psd(m: jax.Array) -> jax.Array:
+    vals, vecs = jnp.linalg.eigh(m)
+    return jnp.matmul(vecs * jnp.sqrt(jnp.maximum(vals, 0.0)).reshape(1, -1), vecs.T)
+
+
+def style_statistic(features: jax.Array, kind: str = "gram"):
+    """What a style loss compares: the Gram matrix, or mean and covariance (plus its square root,
+    used only on targets) for the Wasserstein-2 loss."""
+    if kind == "gram":
+        return gram(features)
+    stats = feature_stats(features)
+    return {**stats, "cov_sqrt": _sqrtm_psd(stats["cov"])}
+
+
+def wasserstein_layer_loss(x_stats: dict, target: dict, normalization: Normalization = "relative") -> jax.Array:
+    """Squared Wasserstein-2 distance between Gaussians fitted to the two feature distributions.
+
+    ``W2^2 = |mu - mu_t|^2 + tr(S) + tr(S_t) - 2 tr((S_t^1/2 S S_t^1/2)^1/2)`` (Dowson & Landau 1982);
+    not in Gatys et al. (2015): an alternative style loss that matches means and covariances
+    (Kolkin et al. 2019 use it as a style term). The last trace is the sum of the square roots of
+    the eigenvalues of a symmetric PSD matrix, whose gradient stays finite.
+    """
+    root = target["cov_sqrt"]
+    inner = jnp.matmul(jnp.matmul(root, x_stats["cov"], precision=jax.lax.Precision.HIGHEST), root,
+                       precision=jax.lax.Precision.HIGHEST)
+    inner = 0.5 * (inner + inner.T)
+    cross = jnp.sum(jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(inner), 1e-10)))
+    w2 = (jnp.sum(jnp.square(x_stats["mean"] - target["mean"]))
+          + jnp.trace(x_stats["cov"]) + jnp.trace(target["cov"]) - 2.0 * cross)
+    if normalization == "paper":
+        return w2
+    return w2 / (jnp.sum(jnp.square(target["mean"])) + jnp.trace(target["cov"]) + _EPS)
+
+
+def style_loss(features: jax.Array, targets, blend: jax.Array, normalization: Normalization = "relative",
+               kind: str = "gram") -> jax.Array:
     """One layer's style term against several paintings, vmapped over the painting axis.
 
     Args:
-      g: (C, C) Gram matrix of the image being optimised.
-      targets: (S, C, C) Gram matrices of S style images.
+      features: (H, W, C) activations of the image being optimised.
+      targets: :func:`style_statistic` of S style images, stacked on a leading axis: (S, C, C) for
+        ``"gram"``; ``{"mean": (S, C), "cov": (S, C, C), "cov_sqrt": (S, C, C)}`` for ``"wasserstein"``.
       blend: (S,) weights of the style images (they sum to one).
+      kind: ``"gram"`` (the paper) or ``"wasserstein"``.
     """
-    per_style = jax.vmap(style_layer_loss, in_axes=(None, 0, None))(g, targets, normalization)
+    if kind == "gram":
+        per_style = jax.vmap(style_layer_loss, in_axes=(None, 0, None))(gram(features), targets, normalization)
+    else:
+        per_style = jax.vmap(wasserstein_layer_loss, in_axes=(None, 0, None))(feature_stats(features), targets, normalization)
     return jnp.dot(blend, per_style)
 
 

@@ -32,6 +32,7 @@ class ObjectiveSpec:
     pooling: vgg.Pooling = "max"
     normalization: losses.Normalization = "relative"
     tv_kind: str = "l2"
+    style_loss: str = "gram"
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -52,10 +53,10 @@ class LossWeights:
 
 @flax.struct.dataclass
 class Targets:
-    """What the image is pulled towards: the photo's features and the paintings' Gram matrices."""
+    """What the image is pulled towards: the photo's features and the paintings' style statistics."""
 
     content: dict  # {layer: (H_l, W_l, C_l)}
-    grams: dict  # {layer: (S, C_l, C_l)}
+    style: dict  # {layer: losses.style_statistic of each painting, stacked: (S, C_l, C_l) Grams, …}
 
 
 def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str], pooling: str) -> dict:
@@ -65,14 +66,15 @@ def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str],
 
 @jax.jit
 def make_targets(weights: VGGWeights, content: jax.Array, styles: Sequence[jax.Array], spec: ObjectiveSpec) -> Targets:
-    """Content features and stacked style Grams (jitted). Style images may differ in size."""
+    """Content features and stacked style statistics (jitted). Style images may differ in size."""
     content_feats = image_features(weights, content, spec.content_layers, spec.pooling)
     per_style = [
-        {k: losses.gram(v) for k, v in image_features(weights, s, spec.style_layers, spec.pooling).items()}
+        {k: losses.style_statistic(v, spec.style_loss)
+         for k, v in image_features(weights, s, spec.style_layers, spec.pooling).items()}
         for s in styles
     ]
-    grams = {layer: jnp.stack([g[layer] for g in per_style]) for layer in spec.style_layers}
-    return Targets(content=content_feats, grams=grams)
+    style = {layer: jax.tree.map(lambda *xs: jnp.stack(xs), *[p[layer] for p in per_style]) for layer in spec.style_layers}
+    return Targets(content=content_feats, style=style)
 
 
 def loss_terms(x: jax.Array, weights: VGGWeights, targets: Targets, coef: LossWeights, spec: ObjectiveSpec) -> dict:
@@ -84,7 +86,7 @@ def loss_terms(x: jax.Array, weights: VGGWeights, targets: Targets, coef: LossWe
     )
     style = sum(
         coef.style_layers[i]
-        * losses.style_loss(losses.gram(feats[layer]), targets.grams[layer], coef.blend, spec.normalization)
+        * losses.style_loss(feats[layer], targets.style[layer], coef.blend, spec.normalization, spec.style_loss)
         for i, layer in enumerate(spec.style_layers)
     )
     terms = {

@@ -1,4 +1,7 @@
-"""stylize(): the single entry point: photo + painting(s) + StyleConfig → Result (module: transfer)."""
+"""stylize(): the single entry point: photo + painting(s) + StyleConfig → Result (module: transfer).
+
+Multi-scale runs and colour control wrap the one optimisation loop, :func:`optimize_image`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import color
 from . import image as image_io
 from . import objective, optimize
 from .config import StyleConfig, layer_weights
@@ -24,11 +28,13 @@ ImageLike = Union[str, os.PathLike, np.ndarray]
 class Progress:
     """What a progress callback receives every ``config.chunk`` steps."""
 
-    step: int  # iterations done so far
-    steps: int  # iterations requested
+    step: int  # iterations done so far, over all scales
+    steps: int  # iterations requested, over all scales
     loss: float  # loss before the latest iteration
     elapsed: float  # seconds since optimisation started (compilation included)
     image: Callable[[], np.ndarray]  # current image on demand, (H, W, 3) in [0, 1]
+    terms: Callable[[], dict]  # current weighted loss terms on demand: content, style, tv, total
+    scale: int = 0  # index of the current scale (0 = coarsest)
 
 
 @dataclass(frozen=True)
@@ -36,20 +42,20 @@ class Result:
     """Output of :func:`stylize`."""
 
     image: np.ndarray  # (H, W, 3) float32 in [0, 1]
-    history: np.ndarray  # (steps,) loss before each iteration
-    terms: dict  # final weighted loss terms: content, style, tv, total
+    history: np.ndarray  # (total steps,) loss before each iteration, all scales in order
+    terms: dict  # final weighted loss terms of the returned image: content, style, tv, total
     evaluations: int  # loss-and-gradient evaluations spent
-    timings: dict  # seconds: load, targets, first_step (includes compilation), optimize, total
+    timings: dict  # seconds: load, first_step (includes compilation), optimize, total
     config: StyleConfig = field(default_factory=StyleConfig)
 
 
-def _as_image(value: ImageLike, size: int | None, what: str) -> np.ndarray:
+def _as_image(value: ImageLike, what: str) -> np.ndarray:
     if isinstance(value, (str, os.PathLike)):
-        return image_io.load_image(value, size)
+        return image_io.load_image(value)
     array = np.asarray(value, dtype=np.float32)
     if array.ndim != 3 or array.shape[-1] != 3:
         raise JaxstyleError(f"{what} array has shape {array.shape}; give an (H, W, 3) RGB array in [0, 1]")
-    return image_io.resize_long_side(array, size) if size is not None else array
+    return array
 
 
 def _check_size(array: np.ndarray, config: StyleConfig, what: str) -> None:
@@ -65,19 +71,42 @@ def _loss(x, data):
     return objective.total_loss(x, weights, targets, coef, spec)
 
 
+@jax.jit
+def _final_terms(x, data):
+    return objective.loss_terms(x, *data)
+
+
+@jax.jit
+def _ema(avg, x, decay):
+    return decay * avg + (1.0 - decay) * x
+
+
 def prepare(content: ImageLike, styles: ImageLike | Sequence[ImageLike], config: StyleConfig):
-    """Load and check the images for ``config``: (content (H, W, 3), [style (h, w, 3), …])."""
+    """Load and check the images for ``config``.
+
+    Returns:
+      ``(content, styles)``: the content at ``config.size`` (long side, Lanczos) and the style
+      images as loaded (each is resized once per scale, from this original, when used). Raises if
+      any image is too small for the layers at the final scale.
+    """
     config.validate()
     if isinstance(styles, (str, os.PathLike, np.ndarray)):
         styles = [styles]
     if not styles:
         raise JaxstyleError("no style image given; pass at least one")
-    content_arr = _as_image(content, config.size, "content image")
+    config.style_scales(len(styles))
+    config.blend(len(styles))
+    content_arr = image_io.resize_long_side(_as_image(content, "content image"), config.size)
     _check_size(content_arr, config, "the content image")
-    style_arrs = [_as_image(s, config.size, "style image") for s in styles]
-    for s in style_arrs:
+    originals = [_as_image(s, "style image") for s in styles]
+    for s in _styles_at(originals, config.size, config):
         _check_size(s, config, "a style image")
-    return content_arr, style_arrs
+    return content_arr, originals
+
+
+def _styles_at(styles: Sequence[np.ndarray], size: int, config: StyleConfig) -> list[np.ndarray]:
+    scales = config.style_scales(len(styles))
+    return [image_io.resize_long_side(s, max(1, round(size * k))) for s, k in zip(styles, scales)]
 
 
 def initial_image(config: StyleConfig, content: np.ndarray) -> jax.Array:
@@ -88,6 +117,58 @@ def initial_image(config: StyleConfig, content: np.ndarray) -> jax.Array:
         return jax.random.uniform(jax.random.key(config.seed), content.shape, jnp.float32)
     start = image_io.load_image(config.init)
     return jnp.asarray(image_io.resize_exact(start, content.shape[:2]))
+
+
+def make_objective(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig):
+    """The loss's ``data`` pytree ``(weights, targets, coefficients, spec)`` for these images."""
+    spec = objective.ObjectiveSpec(
+        content_layers=tuple(config.content_layers),
+        style_layers=tuple(config.style_layers),
+        pooling=config.pooling,
+        normalization=config.normalization,
+        tv_kind=config.tv_kind,
+        style_loss=config.style_loss,
+    )
+    targets = objective.make_targets(weights, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec)
+    coef = objective.LossWeights(
+        alpha=jnp.float32(config.content_weight),
+        beta=jnp.float32(config.style_weight),
+        tv=jnp.float32(config.tv_weight),
+        content_layers=jnp.asarray(layer_weights(config.content_layer_weights, len(spec.content_layers)), jnp.float32),
+        style_layers=jnp.asarray(layer_weights(config.style_layer_weights, len(spec.style_layers)), jnp.float32),
+        blend=jnp.asarray(config.blend(len(styles)), jnp.float32),
+    )
+    return weights, targets, coef, spec
+
+
+def optimize_image(x: jax.Array, data, config: StyleConfig, steps: int, *, report=None) -> tuple:
+    """Run ``steps`` optimizer iterations from ``x``; returns (image, losses, evaluations, first_step_s).
+
+    ``report(i, loss, x_now)`` is called every ``config.chunk`` steps and after the last.
+    """
+    step = optimize.step_fn(_loss, config.optimizer, config.linesearch)
+    state = optimize.state_initializer(config.optimizer, config.linesearch)(x)
+    lr = jnp.float32(config.learning_rate)
+    decay = jnp.float32(config.average)
+    avg = jnp.zeros_like(x) if config.average else None
+    losses, evals, first_step = [], [], None
+    t0 = time.perf_counter()
+    for i in range(steps):
+        x, state, loss, n_evals = step(x, state, lr, data)
+        if avg is not None:
+            avg = _ema(avg, x, decay)
+        losses.append(loss)
+        evals.append(n_evals)
+        if i == 0:
+            jax.block_until_ready(x)
+            first_step = time.perf_counter() - t0
+        if report is not None and ((i + 1) % config.chunk == 0 or i + 1 == steps):
+            current = x if avg is None else avg / (1.0 - config.average ** (i + 1))
+            report(i + 1, float(loss), current)
+    if avg is not None:  # bias correction of the moving average (as in Adam)
+        x = jnp.clip(avg / (1.0 - config.average**steps), 0.0, 1.0)
+    history = np.asarray(jax.device_get(losses), dtype=np.float32)
+    return x, history, int(np.sum(jax.device_get(evals))), first_step
 
 
 def stylize(
@@ -102,8 +183,8 @@ def stylize(
 
     Args:
       content: the photograph: a file path or an (H, W, 3) float array in [0, 1].
-      styles: one painting or a list of them (paths or arrays); their Gram terms are averaged
-        with equal weight.
+      styles: one painting or a list of them (paths or arrays), blended by
+        ``config.style_blend_weights``.
       config: every option; see :class:`StyleConfig`.
       weights: VGG-19 weights; default the bundled quantised Caffe VGG-19.
       callback: called with a :class:`Progress` every ``config.chunk`` steps and after the last.
@@ -119,69 +200,55 @@ def stylize(
       (21, 32, 3)
     """
     t0 = time.perf_counter()
-    content_arr, style_arrs = prepare(content, styles, config)
+    content_arr, originals = prepare(content, styles, config)
+    if config.color == "histogram":  # recolour the paintings once, at full resolution
+        originals = [color.match_histogram(s, content_arr) for s in originals]
+    elif config.color == "luminance":
+        originals = [color.luminance_image(s, like=content_arr) for s in originals]
     weights = load_bundled() if weights is None else weights
-    x = initial_image(config, content_arr)
     t_load = time.perf_counter()
 
-    spec = objective.ObjectiveSpec(
-        content_layers=tuple(config.content_layers),
-        style_layers=tuple(config.style_layers),
-        pooling=config.pooling,
-        normalization=config.normalization,
-        tv_kind=config.tv_kind,
-    )
-    targets = objective.make_targets(weights, jnp.asarray(content_arr), [jnp.asarray(s) for s in style_arrs], spec)
-    coef = objective.LossWeights(
-        alpha=jnp.float32(config.content_weight),
-        beta=jnp.float32(config.style_weight),
-        tv=jnp.float32(config.tv_weight),
-        content_layers=jnp.asarray(layer_weights(config.content_layer_weights, len(spec.content_layers)), jnp.float32),
-        style_layers=jnp.asarray(layer_weights(config.style_layer_weights, len(spec.style_layers)), jnp.float32),
-        blend=jnp.full((len(style_arrs),), 1.0 / len(style_arrs), jnp.float32),
-    )
-    data = (weights, targets, coef, spec)
-    jax.block_until_ready(targets)
-    t_targets = time.perf_counter()
+    sizes = config.sizes()
+    steps_at = [config.scale_steps or config.steps] * (len(sizes) - 1) + [config.steps]
+    total_steps, done = sum(steps_at), 0
+    histories, evaluations, first_step, x, data = [], 0, None, None, None
+    for k, (size, steps) in enumerate(zip(sizes, steps_at)):
+        content_k = image_io.resize_long_side(content_arr, size)
+        if config.color == "luminance":
+            content_k = color.luminance_image(content_k)
+        data = make_objective(weights, content_k, _styles_at(originals, size, config), config)
+        if x is None:
+            x = initial_image(config, content_k)
+        else:  # coarse to fine: upsample the previous result and continue from it
+            x = jnp.asarray(image_io.resize_exact(np.asarray(x), content_k.shape[:2]))
 
-    step = optimize.step_fn(_loss, config.optimizer, config.linesearch)
-    state = optimize.state_initializer(config.optimizer, config.linesearch)(x)
-    lr = jnp.float32(config.learning_rate)
-    losses, evals = [], []
-    for i in range(config.steps):
-        x, state, loss, n_evals = step(x, state, lr, data)
-        losses.append(loss)
-        evals.append(n_evals)
-        if i == 0:
-            jax.block_until_ready(x)
-            first_step = time.perf_counter() - t_targets
-        if (i + 1) % config.chunk == 0 or i + 1 == config.steps:
-            last = float(loss)  # waits for the queued steps
-            if callback is not None:
-                current = x
-                callback(Progress(i + 1, config.steps, last, time.perf_counter() - t_targets,
-                                  lambda: np.clip(np.asarray(current), 0.0, 1.0)))
-    history = np.asarray(jax.device_get(losses), dtype=np.float32)
-    evaluations = int(np.sum(jax.device_get(evals)))
+        report = None
+        if callback is not None:
+            def report(i, loss, current, k=k, offset=done, data=data):
+                callback(Progress(
+                    offset + i, total_steps, loss, time.perf_counter() - t_load,
+                    image=lambda: np.clip(np.asarray(current), 0.0, 1.0),
+                    terms=lambda: {n: float(v) for n, v in _final_terms(jnp.clip(current, 0.0, 1.0), data).items()},
+                    scale=k,
+                ))
+
+        x, history, n_evals, first = optimize_image(x, data, config, steps, report=report)
+        histories.append(history)
+        evaluations += n_evals
+        first_step = first if first_step is None else first_step
+        done += steps
+
     x = jnp.clip(x, 0.0, 1.0)
     terms = {k: float(v) for k, v in _final_terms(x, data).items()}
+    out = np.asarray(x)
+    if config.color == "luminance":
+        out = color.recombine_luminance(out, content_arr)
     t_end = time.perf_counter()
     return Result(
-        image=np.asarray(x),
-        history=history,
+        image=out,
+        history=np.concatenate(histories),
         terms=terms,
         evaluations=evaluations,
-        timings={
-            "load": t_load - t0,
-            "targets": t_targets - t_load,
-            "first_step": first_step,
-            "optimize": t_end - t_targets,
-            "total": t_end - t0,
-        },
+        timings={"load": t_load - t0, "first_step": first_step, "optimize": t_end - t_load, "total": t_end - t0},
         config=config,
     )
-
-
-@jax.jit
-def _final_terms(x, data):
-    return objective.loss_terms(x, *data)

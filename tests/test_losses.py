@@ -51,7 +51,7 @@ def test_style_loss_is_blend_weighted_sum_over_styles():
     g = np_gram(F)
     blend = np.array([0.5, 0.3, 0.2], np.float32)
     expected = sum(b * np.sum((g - a) ** 2) / np.sum(a.astype(np.float64) ** 2) for b, a in zip(blend, A))
-    got = jax.jit(losses.style_loss)(losses.gram(F), A, blend)
+    got = jax.jit(losses.style_loss)(F, A, blend)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
@@ -68,5 +68,32 @@ def test_gradients_match_finite_differences():
     f64 = lambda a: jnp.asarray(a, jnp.float64)
     with jax.enable_x64(True):
         check_grads(lambda f: losses.content_loss(f, f64(P)), (f64(F),), order=1, modes=["rev"])
-        check_grads(lambda f: losses.style_loss(losses.gram(f), f64(A), f64(np.ones(3) / 3)), (f64(F),), order=1, modes=["rev"])
+        check_grads(lambda f: losses.style_loss(f, f64(A), f64(np.ones(3) / 3)), (f64(F),), order=1, modes=["rev"])
+        target = jax.tree.map(lambda a: a[None], losses.style_statistic(f64(P), "wasserstein"))
+        check_grads(lambda f: losses.style_loss(f, target, f64(np.ones(1)), kind="wasserstein"), (f64(F),),
+                    order=1, modes=["rev"], atol=1e-4, rtol=1e-4)
         check_grads(lambda f: losses.tv_loss(f, "l2"), (f64(F),), order=1, modes=["rev"])
+
+
+def _np_sqrtm(m):
+    vals, vecs = np.linalg.eigh(m)
+    return (vecs * np.sqrt(np.maximum(vals, 0))) @ vecs.T
+
+
+def test_wasserstein_matches_the_gaussian_w2_formula():
+    # W2^2 = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S2^1/2 S1 S2^1/2)^1/2), computed here in float64 NumPy.
+    def stats(f):
+        m = f.reshape(-1, f.shape[-1]).astype(np.float64)
+        mu = m.mean(0)
+        return mu, (m - mu).T @ (m - mu) / m.shape[0]
+
+    (mu1, s1), (mu2, s2) = stats(F), stats(P)
+    r = _np_sqrtm(s2)
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * _np_sqrtm(r @ s1 @ r))
+    target = jax.tree.map(lambda a: a[None], losses.style_statistic(P, "wasserstein"))
+    got = jax.jit(losses.style_loss, static_argnums=(3, 4))(F, target, np.ones(1, np.float32), "paper", "wasserstein")
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    relative = losses.style_loss(F, target, np.ones(1, np.float32), "relative", "wasserstein")
+    np.testing.assert_allclose(relative, expected / (np.sum(mu2**2) + np.trace(s2)), rtol=1e-4)
+    same = jax.tree.map(lambda a: a[None], losses.style_statistic(F, "wasserstein"))
+    assert abs(float(losses.style_loss(F, same, np.ones(1, np.float32), "paper", "wasserstein"))) < 1e-4
