@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=_DEFAULT.seed, help="seed of every random choice")
     p.add_argument("--save-every", type=int, default=None, metavar="N", help="also write OUT_NNNN.ext every N steps")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="bits per channel (16: .png or .tif)")
+    p.add_argument("--weights", default="caffe-q8",
+                   help="VGG-19 weights: caffe-q8 (bundled), torchvision (after `jaxstyle weights fetch torchvision`) "
+                        "or a .safetensors/.npz file")
     p.add_argument("--device", choices=DEVICES, default=None, help="run on this kind of device (default: JAX's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -136,7 +139,7 @@ def run(argv=None) -> int:
     from .image import check_output_path, load_image, save_image
     from .provenance import metadata, write_sidecar
     from .transfer import prepare, stylize
-    from .weights import load_bundled
+    from .hub import load as load_weights
 
     if args.save_every is not None and args.save_every < 1:
         raise JaxstyleError(f"--save-every (={args.save_every}) must be a positive number of steps")
@@ -147,7 +150,7 @@ def run(argv=None) -> int:
     if init not in INITS:
         load_image(init)  # fail on an unreadable start image before any work
     content, styles = prepare(args.content, args.styles, config)  # bad images fail before any work
-    weights = load_bundled()
+    weights = load_weights(args.weights)
     with _device(args.device), _progress(config, args.quiet) as show:
         def callback(p):
             if show is not None:
@@ -158,7 +161,7 @@ def run(argv=None) -> int:
         result = stylize(content, styles, config, weights=weights, callback=callback)
     save_image(result.image, output, args.bit_depth)
     write_sidecar(output, metadata(result, content=args.content, styles=args.styles,
-                                   weights_sha256=weights.sha256, argv=sys.argv[1:] if argv is None else argv))
+                                   weights_sha256=weights.sha256, argv=argv))
     t = result.timings
     print(
         f"wrote {args.output} ({result.image.shape[1]}x{result.image.shape[0]}, {len(result.history)} steps, "
@@ -188,8 +191,54 @@ def _progress(config: StyleConfig, quiet: bool):
         bar.close()
 
 
+def build_weights_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="jaxstyle weights", description="List, fetch, verify and convert VGG-19 weight sets.")
+    sub = p.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="known sets, whether cached, sizes, recorded hashes")
+    f = sub.add_parser("fetch", help="download a set through huggingface_hub (needs network)")
+    f.add_argument("name")
+    f.add_argument("--revision", default=None)
+    f.add_argument("--force", action="store_true", help="download again and re-record the hash")
+    v = sub.add_parser("verify", help="check a set's or file's SHA-256 against the pinned or recorded one")
+    v.add_argument("name", nargs="?", default="caffe-q8")
+    c = sub.add_parser("convert", help="convert a weight file to jaxstyle safetensors")
+    c.add_argument("source", help=".safetensors or .npz in any accepted naming scheme")
+    c.add_argument("output", help="output .safetensors")
+    c.add_argument("--quantize", action="store_true", help="8-bit k-means, as the bundled file (about 4x smaller)")
+    c.add_argument("--preprocessing", choices=("caffe", "torchvision"), default=None)
+    return p
+
+
+def run_weights(argv) -> int:
+    from . import hub
+
+    args = build_weights_parser().parse_args(argv)
+    if args.action == "list":
+        for row in hub.status():
+            size = f"{row['bytes'] / 1e6:.1f} MB" if row["bytes"] else "-"
+            where = row["path"] or "not cached"
+            print(f"{row['name']:<12} {size:>9}  {row['description']}\n{'':<12} {'':>9}  {where}"
+                  + (f"\n{'':<12} {'':>9}  sha256 {row['sha256']}" if row["sha256"] else ""))
+    elif args.action == "fetch":
+        path = hub.fetch(args.name, revision=args.revision, force=args.force)
+        print(f"{args.name}: {path}")
+    elif args.action == "verify":
+        print(f"{args.name}: ok, sha256 {hub.verify(args.name)}")
+    else:
+        from .convert import convert
+
+        errors = convert(args.source, args.output, quantize=args.quantize, preprocessing=args.preprocessing)
+        print(f"wrote {args.output}; relative feature error on the test image:")
+        for layer, err in errors.items():
+            print(f"  {layer:<8} {err:.2e}")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["weights"]:
+            return run_weights(argv[1:])
         return run(argv)
     except JaxstyleError as e:
         print(f"jaxstyle: error: {e}", file=sys.stderr)
