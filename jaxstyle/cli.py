@@ -234,11 +234,58 @@ def run_weights(argv) -> int:
     return 0
 
 
+def build_sweep_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="jaxstyle sweep", description="Run or resume a sweep spec (TOML or JSON); see jaxstyle/sweep.py.")
+    p.add_argument("spec", help="sweep spec file (.toml or .json)")
+    p.add_argument("-o", "--output", required=True, help="output folder (created; rerunning resumes)")
+    p.add_argument("--batch", type=int, default=None, help="jobs per compiled batch (default: what fits in memory)")
+    p.add_argument("--weights", default="caffe-q8", help="as for the main command")
+    p.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() and take this process's share of the jobs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def run_sweep(argv) -> int:
+    import jax
+
+    from .hub import load as load_weights
+    from .sweep import run_sweep as sweep
+
+    args = build_sweep_parser().parse_args(argv)
+    if args.batch is not None and args.batch < 1:
+        raise JaxstyleError(f"--batch (={args.batch}) must be a positive number of jobs")
+    if args.distributed:
+        jax.distributed.initialize()
+    bar = None
+    if not args.quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(unit="job", desc="sweep", dynamic_ncols=True)
+
+    def progress(done, total):
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        counts = sweep(args.spec, args.output, batch_size=args.batch, weights=load_weights(args.weights),
+                       progress=progress, process_index=jax.process_index(), process_count=jax.process_count())
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"sweep: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed, "
+          f"{counts['groups']} compiled group(s); results in {args.output}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv[:1] == ["weights"]:
             return run_weights(argv[1:])
+        if argv[:1] == ["sweep"]:
+            return run_sweep(argv[1:])
         return run(argv)
     except JaxstyleError as e:
         print(f"jaxstyle: error: {e}", file=sys.stderr)

@@ -59,14 +59,8 @@ class Step(NamedTuple):
     evaluations: jax.Array  # () loss-and-gradient evaluations the step spent
 
 
-@functools.lru_cache(maxsize=None)
-def step_fn(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none"):
-    """A jitted ``step(x, state, lr, data) -> Step`` minimising ``loss_fn(x, data)``.
-
-    Cached per (loss_fn, kind, linesearch), so repeated runs in a process reuse the compilation
-    (jit's own cache then keys on shapes and on the static parts of ``data``). ``x`` and ``state``
-    are donated: the step replaces them.
-    """
+def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none"):
+    """The pure, unjitted ``step(x, state, lr, data) -> Step`` minimising ``loss_fn(x, data)``."""
     uses_state = kind == "lbfgs" and linesearch != "none"
 
     def step(x, state, lr, data) -> Step:
@@ -86,7 +80,32 @@ def step_fn(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none")
             evals = jnp.int32(1)
         return Step(x, state, value, evals)
 
-    return jax.jit(step, donate_argnames=("x", "state"))
+    return step
+
+
+@functools.lru_cache(maxsize=None)
+def step_fn(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none"):
+    """A jitted ``step(x, state, lr, data) -> Step`` minimising ``loss_fn(x, data)``.
+
+    Cached per (loss_fn, kind, linesearch), so repeated runs in a process reuse the compilation
+    (jit's own cache then keys on shapes and on the static parts of ``data``). ``x`` and ``state``
+    are donated: the step replaces them.
+    """
+    return jax.jit(make_step(loss_fn, kind, linesearch), donate_argnames=("x", "state"))
+
+
+@functools.lru_cache(maxsize=None)
+def batched_step_fn(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none", data_axes=None,
+                    out_sharding=None):
+    """:func:`step_fn` vmapped over a leading batch axis of ``x``, ``state``, ``lr`` and ``data``.
+
+    ``data_axes`` is the ``in_axes`` entry for ``data`` (a pytree prefix: ``None`` for parts shared
+    by the batch, such as the VGG weights; 0 for per-job parts). ``out_sharding`` (a sharding of the
+    batch axis) pins every output to it, so the next call sees the same input shardings and the
+    step compiles exactly once.
+    """
+    batched = jax.vmap(make_step(loss_fn, kind, linesearch), in_axes=(0, 0, 0, data_axes))
+    return jax.jit(batched, donate_argnames=("x", "state"), out_shardings=out_sharding)
 
 
 @functools.lru_cache(maxsize=None)

@@ -119,6 +119,34 @@ def initial_image(config: StyleConfig, content: np.ndarray) -> jax.Array:
     return jnp.asarray(image_io.resize_exact(start, content.shape[:2]))
 
 
+def prepare_colour(content: np.ndarray, styles: list[np.ndarray], config: StyleConfig):
+    """Colour control before optimising: recolour the paintings once, at full resolution."""
+    if config.color == "histogram":
+        styles = [color.match_histogram(s, content) for s in styles]
+    elif config.color == "luminance":
+        styles = [color.luminance_image(s, like=content) for s in styles]
+    return content, styles
+
+
+def finish_colour(image: np.ndarray, content: np.ndarray, config: StyleConfig) -> np.ndarray:
+    """Colour control after optimising: luminance transfer takes back the photo's chrominance."""
+    return color.recombine_luminance(image, content) if config.color == "luminance" else image
+
+
+def scale_plan(config: StyleConfig) -> list[tuple[int, int]]:
+    """(long side, iterations) of each scale, coarse to fine."""
+    sizes = config.sizes()
+    return [(size, config.scale_steps or config.steps) for size in sizes[:-1]] + [(sizes[-1], config.steps)]
+
+
+def images_at(content: np.ndarray, styles: Sequence[np.ndarray], size: int, config: StyleConfig):
+    """The content (grey under luminance transfer) and styles for one scale, each resized once."""
+    content_k = image_io.resize_long_side(content, size)
+    if config.color == "luminance":
+        content_k = color.luminance_image(content_k)
+    return content_k, _styles_at(styles, size, config)
+
+
 def make_objective(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig):
     """The loss's ``data`` pytree ``(weights, targets, coefficients, spec)`` for these images."""
     spec = objective.ObjectiveSpec(
@@ -200,23 +228,16 @@ def stylize(
       (21, 32, 3)
     """
     t0 = time.perf_counter()
-    content_arr, originals = prepare(content, styles, config)
-    if config.color == "histogram":  # recolour the paintings once, at full resolution
-        originals = [color.match_histogram(s, content_arr) for s in originals]
-    elif config.color == "luminance":
-        originals = [color.luminance_image(s, like=content_arr) for s in originals]
+    content_arr, originals = prepare_colour(*prepare(content, styles, config), config)
     weights = load_bundled() if weights is None else weights
     t_load = time.perf_counter()
 
-    sizes = config.sizes()
-    steps_at = [config.scale_steps or config.steps] * (len(sizes) - 1) + [config.steps]
-    total_steps, done = sum(steps_at), 0
+    plan = scale_plan(config)
+    total_steps, done = sum(steps for _, steps in plan), 0
     histories, evaluations, first_step, x, data = [], 0, None, None, None
-    for k, (size, steps) in enumerate(zip(sizes, steps_at)):
-        content_k = image_io.resize_long_side(content_arr, size)
-        if config.color == "luminance":
-            content_k = color.luminance_image(content_k)
-        data = make_objective(weights, content_k, _styles_at(originals, size, config), config)
+    for k, (size, steps) in enumerate(plan):
+        content_k, styles_k = images_at(content_arr, originals, size, config)
+        data = make_objective(weights, content_k, styles_k, config)
         if x is None:
             x = initial_image(config, content_k)
         else:  # coarse to fine: upsample the previous result and continue from it
@@ -240,9 +261,7 @@ def stylize(
 
     x = jnp.clip(x, 0.0, 1.0)
     terms = {k: float(v) for k, v in _final_terms(x, data).items()}
-    out = np.asarray(x)
-    if config.color == "luminance":
-        out = color.recombine_luminance(out, content_arr)
+    out = finish_colour(np.asarray(x), content_arr, config)
     t_end = time.perf_counter()
     return Result(
         image=out,

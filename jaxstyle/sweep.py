@@ -1,0 +1,254 @@
+"""Sweeps: a TOML/JSON spec of contents × styles × hyperparameters, run as vmapped, sharded groups,
+resumable, with a manifest and a contact sheet. Nothing finished is ever lost or recomputed.
+
+Spec (TOML; JSON with the same keys works too)::
+
+    [base]                 # StyleConfig fields shared by every job
+    size = 256
+    steps = 100
+
+    [grid]                 # every combination (product) of these lists
+    content = ["photo.jpg"]
+    style = ["starry.jpg", ["starry.jpg", "scream.jpg"]]   # a nested list is a blend
+    style_weight = [1.0, 10.0]
+    seed = [0, 1]
+
+    [zip]                  # lists of equal length taken together, then combined with the grid
+    content_weight = [1.0, 2.0]
+    tv_weight = [0.0, 0.1]
+
+Paths are relative to the spec file. ``content`` and ``style`` are required (in base, grid or zip).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import batch as batching
+from . import image as image_io
+from .config import StyleConfig
+from .errors import JaxstyleError
+
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(StyleConfig))
+JOB_KEYS = ("content", "style") + CONFIG_FIELDS
+SECTIONS = ("base", "grid", "zip")
+MANIFEST = "manifest.jsonl"
+SHEET = "contact_sheet.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepJob:
+    id: str  # stable hash of everything that determines the image
+    content: str
+    styles: tuple[str, ...]
+    config: StyleConfig
+    swept: tuple  # ((key, value), …) of the swept parameters, for labels
+
+    @property
+    def filename(self) -> str:
+        return f"{self.id}.png"
+
+
+def load_spec(path: str | os.PathLike) -> dict:
+    """Read a TOML or JSON spec file; one-line errors for unreadable or malformed files."""
+    path = Path(path)
+    if not path.is_file():
+        raise JaxstyleError(f"sweep spec {str(path)!r} does not exist; check the path")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        import tomllib
+
+        return tomllib.loads(text)
+    except (ValueError, json.JSONDecodeError) as e:
+        raise JaxstyleError(f"cannot parse sweep spec {path.name}: {str(e).splitlines()[0]}") from None
+
+
+def _as_list(key: str, value, section: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise JaxstyleError(f"[{section}] {key} must be a non-empty list of values to sweep")
+    return value
+
+
+def expand(spec: dict, root: str | os.PathLike, weights_sha256: str = "") -> list[SweepJob]:
+    """All jobs of a spec, validated before any work: unknown keys, missing images, bad values."""
+    root = Path(root)
+    for section in spec:
+        if section not in SECTIONS:
+            raise JaxstyleError(f"unknown section [{section}] in sweep spec; use {', '.join(f'[{s}]' for s in SECTIONS)}")
+    base, grid, zipped = (dict(spec.get(s, {})) for s in SECTIONS)
+    for section, table in zip(SECTIONS, (base, grid, zipped)):
+        for key in table:
+            if key not in JOB_KEYS:
+                raise JaxstyleError(f"unknown key {key!r} in [{section}]; valid keys: {', '.join(JOB_KEYS)}")
+    grid_keys = list(grid)
+    grid_values = [_as_list(k, grid[k], "grid") for k in grid_keys]
+    zip_keys = list(zipped)
+    zip_values = [_as_list(k, zipped[k], "zip") for k in zip_keys]
+    if zip_values and len({len(v) for v in zip_values}) > 1:
+        raise JaxstyleError("[zip] lists have different lengths: " + ", ".join(f"{k}={len(v)}" for k, v in zip(zip_keys, zip_values)))
+    zip_rows = list(zip(*zip_values)) if zip_values else [()]
+    jobs = []
+    for combo in itertools.product(*grid_values):
+        for row in zip_rows:
+            swept = tuple(zip(grid_keys, combo)) + tuple(zip(zip_keys, row))
+            values = {**base, **dict(swept)}
+            jobs.append(_job(values, swept, root, weights_sha256))
+    return jobs
+
+
+def _path(value, root: Path, what: str) -> str:
+    if not isinstance(value, str):
+        raise JaxstyleError(f"{what} must be a path string, not {value!r}")
+    path = (root / value) if not os.path.isabs(value) else Path(value)
+    if not path.is_file():
+        raise JaxstyleError(f"{what} {value!r} does not exist (relative to {root}); fix the path in the spec")
+    return str(path)
+
+
+def _job(values: dict, swept: tuple, root: Path, weights_sha256: str) -> SweepJob:
+    if "content" not in values or "style" not in values:
+        raise JaxstyleError("sweep spec needs `content` and `style` (in [base], [grid] or [zip])")
+    content = _path(values.pop("content"), root, "content image")
+    style = values.pop("style")
+    styles = tuple(_path(s, root, "style image") for s in (style if isinstance(style, list) else [style]))
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        config = StyleConfig(**fields).validate()
+    except TypeError as e:
+        raise JaxstyleError(f"bad value in sweep spec: {e}") from None
+    except JaxstyleError as e:
+        raise JaxstyleError(f"job {dict(swept)}: {e}") from None
+    identity = json.dumps({"content": content, "styles": styles, "config": dataclasses.asdict(config),
+                           "weights": weights_sha256}, sort_keys=True, default=str)
+    return SweepJob(hashlib.sha256(identity.encode()).hexdigest()[:16], content, styles, config, swept)
+
+
+def read_manifest(outdir: Path) -> dict[str, dict]:
+    """Finished or failed entries by job id; a torn last line (killed mid-write) is ignored."""
+    entries = {}
+    path = outdir / MANIFEST
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            entries[entry["id"]] = entry
+    return entries
+
+
+def _append(outdir: Path, entry: dict) -> None:
+    with open(outdir / MANIFEST, "a") as f:
+        f.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def done_ids(outdir: Path) -> set[str]:
+    """Jobs whose manifest line says ok and whose image file is complete and readable."""
+    ok = set()
+    for job_id, entry in read_manifest(outdir).items():
+        if entry.get("status") == "ok" and (outdir / entry["image"]).is_file():
+            ok.add(job_id)
+    return ok
+
+
+def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_size: int | None = None,
+              weights=None, progress: Callable[[int, int], None] | None = None, process_index: int = 0,
+              process_count: int = 1) -> dict:
+    """Run (or resume) a sweep. Returns counts: total, skipped, done, failed, groups.
+
+    With several processes (``jax.distributed``), process ``i`` of ``n`` takes every n-th job.
+    """
+    from .weights import load_bundled
+
+    weights = load_bundled() if weights is None else weights
+    spec_path = Path(spec_path)
+    jobs = expand(load_spec(spec_path), spec_path.parent, weights.sha256)[process_index::process_count]
+    outdir = Path(outdir)
+    if not outdir.is_dir():
+        if not outdir.parent.is_dir():
+            raise JaxstyleError(f"output folder's parent {str(outdir.parent)!r} does not exist; create it first")
+        outdir.mkdir()
+    for stale in outdir.glob(".*.tmp"):  # left by a run killed mid-write; the real file was never replaced
+        stale.unlink()
+    finished = done_ids(outdir)
+    todo = [j for j in jobs if j.id not in finished]
+    counts = {"total": len(jobs), "skipped": len(jobs) - len(todo), "done": 0, "failed": 0, "groups": 0}
+
+    def report():
+        if progress is not None:
+            progress(counts["skipped"] + counts["done"] + counts["failed"], counts["total"])
+
+    report()
+    runnable = []
+    for job in todo:  # unreadable images are failures of their job, not of the sweep
+        try:
+            for path in (job.content, *job.styles):
+                image_io.load_image(path)
+            runnable.append(job)
+        except JaxstyleError as e:
+            _append(outdir, {"id": job.id, "status": "failed", "reason": str(e), "content": job.content,
+                             "styles": job.styles, "config": dataclasses.asdict(job.config)})
+            counts["failed"] += 1
+            report()
+    as_batch = [batching.Job(j.content, j.styles, j.config) for j in runnable]
+    for group in batching.group_jobs(as_batch) if as_batch else []:
+        counts["groups"] += 1
+        t0 = time.perf_counter()
+
+        def finished_one(i, result, group=group, t0=t0):
+            job = runnable[group[i]]
+            image_io.save_image(result.image, outdir / job.filename)  # atomic
+            _append(outdir, {"id": job.id, "status": "ok", "image": job.filename, "content": job.content,
+                             "styles": job.styles, "swept": dict(job.swept), "config": dataclasses.asdict(job.config),
+                             "terms": result.terms, "wall_s": time.perf_counter() - t0,
+                             "batch_size": result.timings["batch_size"], "devices": result.timings["devices"],
+                             "weights_sha256": weights.sha256})
+            counts["done"] += 1
+            report()
+
+        batching.stylize_batch([as_batch[i] for i in group], weights=weights, batch_size=batch_size, on_result=finished_one)
+    write_sheet(jobs, outdir)
+    return counts
+
+
+def _label(value) -> str:
+    if isinstance(value, str):
+        return Path(value).stem
+    if isinstance(value, list):
+        return "+".join(_label(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def write_sheet(jobs: list[SweepJob], outdir: Path) -> Path | None:
+    """Contact sheet of the finished jobs: columns by the last swept parameter, rows by the rest."""
+    ok = done_ids(outdir)
+    if not jobs:
+        return None
+    varying = {k for k in dict(jobs[0].swept) if len({json.dumps(dict(j.swept)[k]) for j in jobs}) > 1}
+    rows, cols, cells = [], [], {}
+    for job in jobs:
+        *rest, last = [(k, v) for k, v in job.swept if k in varying] or [("job", job.id)]
+        row = ", ".join(f"{k}={_label(v)}" for k, v in rest) or " "
+        col = f"{last[0]}={_label(last[1])}"
+        rows += [row] if row not in rows else []
+        cols += [col] if col not in cols else []
+        if job.id in ok:
+            cells[row, col] = image_io.load_image(outdir / job.filename)
+    from .sheet import contact_sheet
+
+    grid = [[cells.get((r, c)) for c in cols] for r in rows]
+    sheet = contact_sheet(grid, rows, cols, cell=160)
+    path = outdir / SHEET
+    image_io.atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
+    return path
