@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from . import optimize, transfer
 from .config import StyleConfig
 from .errors import JaxstyleError
-from .weights import VGGWeights, load_bundled
+from .weights import VGGWeights
 
 # Fields that may differ inside one compiled batch; every other StyleConfig field is static.
 TRACED_FIELDS = ("content_weight", "style_weight", "tv_weight", "lr", "seed", "content_layer_weights",
@@ -93,7 +93,7 @@ def stylize_batch(jobs: Sequence[Job], *, weights: VGGWeights | None = None, bat
     Returns:
       One :class:`transfer.Result` per job, in order.
     """
-    weights = load_bundled() if weights is None else weights
+    weights = transfer.network(jobs[0].config, weights) if jobs else weights
     devices = list(jax.local_devices() if devices is None else devices)
     prepared = []
     for job in jobs:

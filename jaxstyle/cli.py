@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from pathlib import Path
 
 from . import color, losses, optimize, vgg
 from .config import INITS, StyleConfig
@@ -80,38 +81,43 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a .safetensors/.npz file")
     p.add_argument("--device", choices=DEVICES, default=None, help="run on this kind of device (default: JAX's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--preset", choices=("default", "paper"), default="default",
+                   help="paper: Gatys et al. exactly (noise start, avg pooling, normalised VGG, alpha/beta 1e-3); "
+                        "explicit options still override it")
+    p.add_argument("--normalize-vgg", action="store_true", help="the paper's normalised network (mean activation 1)")
+    p.add_argument("--plot-loss", default=None, metavar="PNG", help="also save the loss curve as a plot")
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> StyleConfig:
-    return StyleConfig(
-        size=args.size,
-        steps=args.steps,
-        content_weight=args.content_weight,
-        style_weight=args.style_weight,
-        tv_weight=args.tv_weight,
-        tv_kind=args.tv_kind,
-        init=args.init,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        linesearch=args.linesearch,
-        pooling=args.pooling,
-        normalization=args.normalization,
-        content_layers=args.content_layers,
-        style_layers=args.style_layers,
-        content_layer_weights=args.content_layer_weights,
-        style_layer_weights=args.style_layer_weights,
-        style_loss=args.style_loss,
-        style_blend_weights=args.style_blend_weights,
+def given_options(parser: argparse.ArgumentParser, argv) -> set[str]:
+    """Destinations of the options that appear explicitly on the command line."""
+    tokens = [t.split("=", 1)[0] for t in argv if t.startswith("-")]
+    return {a.dest for a in parser._actions if any(o in tokens for o in a.option_strings)}
+
+
+def config_from_args(args: argparse.Namespace, given: set[str] | None = None) -> StyleConfig:
+    """The run's StyleConfig: the preset (default or paper), overridden by every option given.
+
+    ``given`` names the options typed on the command line; ``None`` means all of them (API use).
+    """
+    values = dict(
+        size=args.size, steps=args.steps, content_weight=args.content_weight, style_weight=args.style_weight,
+        tv_weight=args.tv_weight, tv_kind=args.tv_kind, init=args.init, optimizer=args.optimizer, lr=args.lr,
+        linesearch=args.linesearch, pooling=args.pooling, normalization=args.normalization,
+        content_layers=args.content_layers, style_layers=args.style_layers,
+        content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
+        style_loss=args.style_loss, style_blend_weights=args.style_blend_weights,
         style_scale=args.style_scale[0] if len(args.style_scale) == 1 else args.style_scale,
-        color=args.color,
-        scales=args.scales,
-        scale_ratio=args.scale_ratio,
-        scale_steps=args.scale_steps,
-        average=args.average,
-        seed=args.seed,
+        color=args.color, scales=args.scales, scale_ratio=args.scale_ratio, scale_steps=args.scale_steps,
+        average=args.average, normalize_vgg=args.normalize_vgg, seed=args.seed,
         chunk=args.save_every if args.save_every else _DEFAULT.chunk,
-    ).validate()
+    )
+    if getattr(args, "preset", "default") == "paper":
+        base = StyleConfig.paper()
+        if given is not None:
+            values = {k: v for k, v in values.items() if k in given or (k == "chunk" and "save_every" in given)}
+        return base.replace(**values).validate()
+    return StyleConfig(**values).validate()
 
 
 def _device(kind: str | None):
@@ -132,10 +138,9 @@ def intermediate_path(output: Path, step: int) -> Path:
 
 
 def run(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    config = config_from_args(args)
-    from pathlib import Path
-
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = config_from_args(args, given_options(parser, argv))
     from .image import check_output_path, load_image, save_image
     from .provenance import metadata, write_sidecar
     from .transfer import prepare, stylize
@@ -144,13 +149,15 @@ def run(argv=None) -> int:
     if args.save_every is not None and args.save_every < 1:
         raise JaxstyleError(f"--save-every (={args.save_every}) must be a positive number of steps")
     output = check_output_path(args.output, args.bit_depth)
+    if args.plot_loss:
+        check_output_path(args.plot_loss)
     init = config.init
     if init not in INITS and not Path(init).is_file():
         raise JaxstyleError(f"--init {init!r} is neither {' nor '.join(INITS)} nor an existing image file")
     if init not in INITS:
         load_image(init)  # fail on an unreadable start image before any work
     content, styles = prepare(args.content, args.styles, config)  # bad images fail before any work
-    weights = load_weights(args.weights)
+    weights = load_weights(args.weights)  # stylize() normalises it if the config asks
     with _device(args.device), _progress(config, args.quiet) as show:
         def callback(p):
             if show is not None:
@@ -162,6 +169,12 @@ def run(argv=None) -> int:
     save_image(result.image, output, args.bit_depth)
     write_sidecar(output, metadata(result, content=args.content, styles=args.styles,
                                    weights_sha256=weights.sha256, argv=argv))
+    if args.plot_loss:
+        from .image import atomic_write
+        from .sheet import loss_plot
+
+        plot = loss_plot({"total loss": result.history}, title=f"{Path(args.output).name}: loss per step")
+        atomic_write(Path(args.plot_loss), lambda tmp: plot.save(tmp, format="PNG"))
     t = result.timings
     print(
         f"wrote {args.output} ({result.image.shape[1]}x{result.image.shape[0]}, {len(result.history)} steps, "
@@ -279,6 +292,78 @@ def run_sweep(argv) -> int:
     return 1 if counts["failed"] else 0
 
 
+def build_paper_parser(command: str) -> argparse.ArgumentParser:
+    paper = StyleConfig.paper()
+    p = _Parser(prog=f"jaxstyle {command}", formatter_class=argparse.ArgumentDefaultsHelpFormatter, description={
+        "figure": "Reproduce a figure of Gatys et al. (2015) as a labelled contact sheet.",
+        "reconstruct": "Content reconstruction: from white noise, match one layer's features (Fig. 1).",
+        "texture": "Texture synthesis / style reconstruction: match only Gram matrices (Fig. 1).",
+    }[command])
+    if command == "figure":
+        p.add_argument("number", type=int, choices=(1, 2, 3))
+        p.add_argument("--content", default=None, help="photo (default: the bundled example)")
+        p.add_argument("--styles", nargs="+", default=None, help="painting(s) (default: the bundled example)")
+    else:
+        p.add_argument("image", help="the photo" if command == "reconstruct" else "the painting")
+    if command == "reconstruct":
+        p.add_argument("--layer", default="relu4_2", help="layer whose features are matched")
+    if command == "texture":
+        p.add_argument("--layers", type=_layers, default=paper.style_layers, help="comma-separated style layers")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .tif)")
+    p.add_argument("--size", type=int, default=256, help="long side in pixels")
+    p.add_argument("--steps", type=int, default=paper.steps)
+    p.add_argument("--pooling", choices=vgg.POOLINGS, default=paper.pooling)
+    p.add_argument("--optimizer", choices=optimize.OPTIMIZERS, default=paper.optimizer)
+    p.add_argument("--seed", type=int, default=paper.seed)
+    p.add_argument("--plain-vgg", action="store_true", help="skip the paper's network normalisation")
+    p.add_argument("--plot-loss", default=None, metavar="PNG", help="also save the loss curves as a plot")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def run_paper(command: str, argv) -> int:
+    from . import paper
+    from .examples import CONTENT, STYLE
+    from .image import atomic_write, check_output_path, save_image
+    from .sheet import loss_plot
+
+    args = build_paper_parser(command).parse_args(argv)
+    output = check_output_path(args.output)
+    if args.plot_loss:
+        check_output_path(args.plot_loss)
+    config = StyleConfig.paper(size=args.size, steps=args.steps, pooling=args.pooling, optimizer=args.optimizer,
+                               seed=args.seed, normalize_vgg=not args.plain_vgg).validate()
+    if command == "reconstruct":
+        result = paper.reconstruct(args.image, args.layer, config)
+        save_image(result.image, output)
+        histories = {args.layer: result.history}
+    elif command == "texture":
+        result = paper.texture(args.image, args.layers, config)
+        save_image(result.image, output)
+        histories = {",".join(args.layers): result.history}
+    else:
+        content = args.content or str(CONTENT)
+        styles = args.styles or [str(STYLE)]
+        if args.number == 1:
+            sheet, res = paper.figure1(content, styles[0], config)
+            histories = {**{f"texture {k}": r.history for k, r in res["textures"].items()},
+                         **{f"content {k}": r.history for k, r in res["contents"].items()}}
+        elif args.number == 2:
+            sheet, res = paper.figure2(content, styles, config)
+            histories = {f"style {i + 1}": r.history for i, r in enumerate(res)}
+        else:
+            sheet, res = paper.figure3(content, styles[0], config)
+            histories = {f"{paper.paper_name(row[0].config.style_layers[-1])} a/b={r.config.content_weight:g}": r.history
+                         for row in res for r in row[::3]}
+        atomic_write(output, lambda tmp: sheet.save(tmp, format="PNG" if output.suffix.lower() == ".png" else None))
+    if args.plot_loss:
+        plot = loss_plot(histories, title=f"jaxstyle {command}: loss per step")
+        atomic_write(Path(args.plot_loss), lambda tmp: plot.save(tmp, format="PNG"))
+    if not args.quiet:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -286,6 +371,8 @@ def main(argv=None) -> int:
             return run_weights(argv[1:])
         if argv[:1] == ["sweep"]:
             return run_sweep(argv[1:])
+        if argv[:1] in (["figure"], ["reconstruct"], ["texture"]):
+            return run_paper(argv[0], argv[1:])
         return run(argv)
     except JaxstyleError as e:
         print(f"jaxstyle: error: {e}", file=sys.stderr)

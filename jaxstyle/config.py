@@ -49,6 +49,8 @@ class StyleConfig:
       scale_steps: iterations at each coarser scale; ``None`` = ``steps``. The final scale runs ``steps``.
       average: decay of an exponential moving average of the image (bias-corrected), returned
         instead of the last iterate; 0 disables it. Removes Adam's high-frequency noise (e.g. 0.9).
+      normalize_vgg: rescale the VGG weights so each filter's mean activation over calibration
+        images (the bundled examples) is one, as the paper does (``jaxstyle.normalize``).
       seed: seed of every random choice (the noise image).
       chunk: steps between progress reports (the device is only waited on then).
     """
@@ -77,8 +79,21 @@ class StyleConfig:
     scale_ratio: float = 2**0.5
     scale_steps: int | None = None
     average: float = 0.0
+    normalize_vgg: bool = False
     seed: int = 0
     chunk: int = 10
+
+    @classmethod
+    def paper(cls, **changes) -> "StyleConfig":
+        """Gatys et al. (2015) as published: white-noise start, L-BFGS, content relu4_2 (the
+        paper's conv4_2: Caffe's ReLU runs in place, so the blob named conv4_2 holds the ReLU
+        output), style relu1_1 … relu5_1 with w_l = 1/5, average pooling, the normalised network,
+        eqs. (1) and (4) unnormalised and alpha/beta = 1e-3 (Fig. 2's ratio for most panels)."""
+        preset = dict(init="noise", optimizer="lbfgs", content_layers=("relu4_2",),
+                      style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+                      style_layer_weights=None, pooling="avg", normalization="paper", normalize_vgg=True,
+                      content_weight=1e-3, style_weight=1.0, steps=500)
+        return cls(**{**preset, **changes})
 
     def replace(self, **changes) -> "StyleConfig":
         return dataclasses.replace(self, **changes)
@@ -101,8 +116,12 @@ class StyleConfig:
         _choice("tv_kind", self.tv_kind, losses.TV_KINDS)
         _choice("style_loss", self.style_loss, losses.STYLE_LOSSES)
         _choice("color", self.color, color.COLORS)
-        vgg.check_layers(self.content_layers, "content layer")
-        vgg.check_layers(self.style_layers, "style layer")
+        if not self.content_layers and not self.style_layers:
+            raise JaxstyleError("no content or style layers given; name at least one, e.g. --style-layers relu1_1")
+        if self.content_layers:  # empty: style only (texture synthesis, the paper's Fig. 1 top)
+            vgg.check_layers(self.content_layers, "content layer")
+        if self.style_layers:  # empty: content only (content reconstruction, Fig. 1 bottom)
+            vgg.check_layers(self.style_layers, "style layer")
         for name in ("size", "steps", "chunk", "scales") + (("scale_steps",) if self.scale_steps is not None else ()):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -186,4 +205,4 @@ def _deepest(layers) -> str:
 
 def layer_weights(weights: tuple[float, ...] | None, n: int) -> tuple[float, ...]:
     """Per-layer weights as given, or equal weights summing to one."""
-    return tuple(float(w) for w in weights) if weights is not None else (1.0 / n,) * n
+    return tuple(float(w) for w in weights) if weights is not None else (1.0 / max(n, 1),) * n

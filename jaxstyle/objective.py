@@ -61,6 +61,8 @@ class Targets:
 
 def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str], pooling: str) -> dict:
     """VGG features of an RGB image in [0, 1], with the weights' own preprocessing applied."""
+    if not layers:
+        return {}
     return vgg.features(weights.params, weights.preprocessing(image), layers, pooling=pooling)
 
 

@@ -58,3 +58,41 @@ def contact_sheet(cells: Sequence[Sequence[np.ndarray | None]], row_labels: Sequ
             y = top + r * (cell + pad) + (cell - im.height) // 2
             sheet.paste(im, (x, y))
     return sheet
+
+
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127))
+
+
+def loss_plot(histories: dict, title: str = "loss", width: int = 640, height: int = 400) -> Image.Image:
+    """Loss curves (log10 scale) as an RGB image: ``{label: (steps,) losses}``. No plotting library needed."""
+    font = _font(14)
+    left, right, top, bottom = 70, 20, 30, 40
+    series = {k: np.asarray(v, np.float64) for k, v in histories.items() if len(v)}
+    positive = np.concatenate([v[v > 0] for v in series.values()]) if series else np.array([1.0])
+    lo, hi = np.floor(np.log10(positive.min())), np.ceil(np.log10(positive.max()))
+    hi = max(hi, lo + 1)
+    steps = max(len(v) for v in series.values()) if series else 1
+    im = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(im)
+    x0, x1, y0, y1 = left, width - right, height - bottom, top
+
+    def to_xy(i, value):
+        x = x0 + (x1 - x0) * i / max(steps - 1, 1)
+        y = y0 + (y1 - y0) * (np.log10(max(value, 10**lo)) - lo) / (hi - lo)
+        return x, y
+
+    draw.rectangle((x0, y1, x1, y0), outline="black")
+    for e in range(int(lo), int(hi) + 1):
+        _, y = to_xy(0, 10.0**e)
+        draw.line((x0 - 4, y, x0, y), fill="black")
+        draw.text((5, y - 8), f"1e{e}", fill="black", font=font)
+    for i in np.linspace(0, steps - 1, 5):
+        x, _ = to_xy(i, 10**lo)
+        draw.text((x - 10, y0 + 8), f"{int(i)}", fill="black", font=font)
+    draw.text((x0, 6), title, fill="black", font=font)
+    for n, (label, v) in enumerate(series.items()):
+        colour = PALETTE[n % len(PALETTE)]
+        draw.line([to_xy(i, val) for i, val in enumerate(v)], fill=colour, width=2)
+        draw.text((x1 - 150, y1 + 8 + 16 * n), label, fill=colour, font=font)
+    return im

@@ -119,6 +119,24 @@ def initial_image(config: StyleConfig, content: np.ndarray) -> jax.Array:
     return jnp.asarray(image_io.resize_exact(start, content.shape[:2]))
 
 
+_NORMALIZED: dict = {}
+
+
+def network(config: StyleConfig, weights: VGGWeights | None = None) -> VGGWeights:
+    """The weights a run uses: given or bundled, normalised as in the paper if the config asks."""
+    weights = load_bundled() if weights is None else weights
+    if not config.normalize_vgg:
+        return weights
+    key = (weights.sha256, config.pooling)
+    if key not in _NORMALIZED:  # calibrate once per weights and pooling, on the bundled examples
+        from .examples import CONTENT, STYLE
+        from .normalize import normalize_vgg
+
+        calibration = [image_io.load_image(p, 224) for p in (CONTENT, STYLE)]
+        _NORMALIZED[key] = normalize_vgg(weights, calibration, config.pooling)
+    return _NORMALIZED[key]
+
+
 def prepare_colour(content: np.ndarray, styles: list[np.ndarray], config: StyleConfig):
     """Colour control before optimising: recolour the paintings once, at full resolution."""
     if config.color == "histogram":
@@ -229,7 +247,7 @@ def stylize(
     """
     t0 = time.perf_counter()
     content_arr, originals = prepare_colour(*prepare(content, styles, config), config)
-    weights = load_bundled() if weights is None else weights
+    weights = network(config, weights)
     t_load = time.perf_counter()
 
     plan = scale_plan(config)

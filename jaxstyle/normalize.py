@@ -1,0 +1,53 @@
+"""The normalised VGG of Gatys et al. (2015, section 2): "We normalized the network by scaling the
+weights such that the mean activation of each convolutional filter over images and positions is
+equal to one. Such re-scaling can be done for the VGG network without changing its output, because
+it contains only rectifying linear activation functions and no normalization or pooling over
+feature maps."
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from .vgg import CONV_LAYERS, features
+from .weights import VGGWeights
+
+
+def filter_means(weights: VGGWeights, images: Sequence[np.ndarray], pooling: str = "max") -> dict[str, np.ndarray]:
+    """Mean ReLU activation of every filter over the images and all positions: ``{relu_l: (C_l,)}``."""
+    relus = [name.replace("conv", "relu") for name in CONV_LAYERS]
+    sums, count = None, 0
+    for image in images:
+        feats = features(weights.params, weights.preprocessing(jnp.asarray(image)), relus, pooling=pooling)
+        h_w = {k: v.shape[0] * v.shape[1] for k, v in feats.items()}
+        part = {k: np.asarray(jnp.sum(v, axis=(0, 1)), np.float64) for k, v in feats.items()}
+        if sums is None:
+            sums, count = part, h_w
+        else:
+            sums = {k: sums[k] + part[k] for k in sums}
+            count = {k: count[k] + h_w[k] for k in count}
+    return {k: sums[k] / count[k] for k in sums}
+
+
+def normalize_vgg(weights: VGGWeights, images: Sequence[np.ndarray], pooling: str = "max") -> VGGWeights:
+    """Rescale each conv layer so every filter's mean activation over ``images`` is one.
+
+    Layer l's output channel j is divided by its mean m_l[j] (kernel and bias), and layer l+1's
+    input channel j is multiplied by m_l[j], so every later layer sees the same pre-activations:
+    the network's function changes only by a per-channel scale at each layer. Filters that never
+    fire on the calibration images (mean 0) keep their scale.
+    """
+    means = filter_means(weights, images, pooling)
+    params, previous = {}, np.ones(3)
+    for name in CONV_LAYERS:
+        m = means[name.replace("conv", "relu")]
+        m = np.where(m > 0, m, 1.0)
+        kernel = np.asarray(weights.params[name]["kernel"], np.float64)
+        kernel = kernel * previous.reshape(1, 1, -1, 1) / m.reshape(1, 1, 1, -1)
+        bias = np.asarray(weights.params[name]["bias"], np.float64) / m
+        params[name] = {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.asarray(bias, jnp.float32)}
+        previous = m
+    return VGGWeights(params=params, preprocessing=weights.preprocessing, sha256=weights.sha256 + "+normalized")

@@ -1,0 +1,91 @@
+"""Reproduce Gatys, Ecker & Bethge (2015): content and style representations on their own (Fig. 1),
+one photo in several styles (Fig. 2) and the alpha/beta-by-layers grid (Fig. 3), as contact sheets.
+
+Layer names: the paper's ``conv4_2`` is our ``relu4_2`` (Caffe's ReLU runs in place, so the blob
+the paper reads under the conv name holds the rectified activation).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from .batch import Job, stylize_batch
+from .config import StyleConfig
+from .sheet import contact_sheet
+from .transfer import ImageLike, Result, stylize
+
+FIG1_CONTENT_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
+FIG1_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+FIG3_RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)
+STYLE_SUBSETS = tuple(FIG1_STYLE_LAYERS[: k + 1] for k in range(5))
+
+
+def paper_name(layer: str) -> str:
+    """Our ``relu4_2`` is the paper's ``conv4_2``."""
+    return layer.replace("relu", "conv")
+
+
+def reconstruct(content: ImageLike, layer: str, config: StyleConfig | None = None, **kw) -> Result:
+    """Content reconstruction (Fig. 1, bottom): from white noise, match only ``layer``'s features."""
+    config = (config or StyleConfig.paper()).replace(
+        content_layers=(layer,), content_layer_weights=None, style_layers=(), style_layer_weights=None,
+        content_weight=1.0, style_weight=0.0, init="noise")
+    return stylize(content, content, config, **kw)  # the style image is unused (no style layers)
+
+
+def texture(style: ImageLike, layers: Sequence[str], config: StyleConfig | None = None, **kw) -> Result:
+    """Style reconstruction / texture synthesis (Fig. 1, top): match only the Gram matrices of ``layers``.
+
+    The output has the style image's aspect ratio at ``config.size``.
+    """
+    config = (config or StyleConfig.paper()).replace(
+        content_layers=(), content_layer_weights=None, style_layers=tuple(layers), style_layer_weights=None,
+        content_weight=0.0, style_weight=1.0, init="noise")
+    return stylize(style, style, config, **kw)  # the "content" only sets the output's shape
+
+
+def figure1(content: ImageLike, style: ImageLike, config: StyleConfig | None = None) -> tuple[Image.Image, dict]:
+    """Fig. 1: top row textures from growing style-layer subsets, bottom row content reconstructions."""
+    config = config or StyleConfig.paper()
+    textures = {layers[-1]: texture(style, layers, config) for layers in STYLE_SUBSETS}
+    contents = {layer: reconstruct(content, layer, config) for layer in FIG1_CONTENT_LAYERS}
+    cells = [[r.image for r in textures.values()], [r.image for r in contents.values()]]
+    labels = [f"{paper_name(l[0])}…{paper_name(l[-1])}" if len(l) > 1 else paper_name(l[0]) for l in STYLE_SUBSETS]
+    sheet = contact_sheet(cells, ["style", "content"], [f"{a} | {paper_name(b)}" for a, b in zip(labels, FIG1_CONTENT_LAYERS)],
+                          title="Fig. 1: style (textures) and content reconstructions by layer")
+    return sheet, {"textures": textures, "contents": contents}
+
+
+def figure2(content: ImageLike, styles: Sequence[ImageLike], config: StyleConfig | None = None,
+            batch_size: int | None = None) -> tuple[Image.Image, list[Result]]:
+    """Fig. 2: one photo rendered in several styles, as one vmapped batch (same shape, same program)."""
+    config = config or StyleConfig.paper()
+    results = stylize_batch([Job(content, (s,), config) for s in styles], batch_size=batch_size)
+    from .image import load_image
+
+    thumbs = [load_image(s, config.size) if not isinstance(s, np.ndarray) else s for s in styles]
+    names = [getattr(s, "stem", None) or (str(s).rsplit("/", 1)[-1].rsplit(".", 1)[0] if isinstance(s, str) else f"style {i + 1}")
+             for i, s in enumerate(styles)]
+    sheet = contact_sheet([thumbs, [r.image for r in results]], ["painting", "result"], names,
+                          title=f"Fig. 2: one photo, {len(styles)} styles (alpha/beta = {config.content_weight / config.style_weight:g})")
+    return sheet, results
+
+
+def figure3(content: ImageLike, style: ImageLike, config: StyleConfig | None = None,
+            ratios: Sequence[float] = FIG3_RATIOS, subsets: Sequence[Sequence[str]] = STYLE_SUBSETS,
+            batch_size: int | None = None) -> tuple[Image.Image, list[list[Result]]]:
+    """Fig. 3: rows are style-layer subsets, columns alpha/beta ratios. Each row is one vmapped batch:
+    the ratios are traced, so a row compiles once."""
+    config = config or StyleConfig.paper()
+    rows = []
+    for layers in subsets:
+        jobs = [Job(content, (style,), config.replace(style_layers=tuple(layers), style_layer_weights=None,
+                                                       content_weight=ratio, style_weight=1.0)) for ratio in ratios]
+        rows.append(stylize_batch(jobs, batch_size=batch_size))
+    row_labels = [paper_name(l[0]) if len(l) == 1 else f"{paper_name(l[0])}…{paper_name(l[-1])}" for l in subsets]
+    sheet = contact_sheet([[r.image for r in row] for row in rows], row_labels, [f"alpha/beta = {r:g}" for r in ratios],
+                          title="Fig. 3: style layers (rows) by content:style ratio alpha/beta (columns)")
+    return sheet, rows

@@ -1,0 +1,154 @@
+"""Reproducing the paper: its preset, the normalised network, Figs. 1–3 trends, and the notebooks."""
+
+import json
+import os
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxstyle
+from jaxstyle import StyleConfig, cli, losses, paper
+from jaxstyle.normalize import filter_means, normalize_vgg
+from jaxstyle.objective import image_features
+from jaxstyle.sheet import PALETTE, loss_plot
+
+from .conftest import smooth_image, stripes
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENT = smooth_image(36, 48)
+STYLE = stripes(40, 40)
+RELUS = ("relu1_1", "relu2_2", "relu3_4", "relu4_2", "relu5_1")
+
+
+def test_paper_preset_follows_the_paper():
+    cfg = StyleConfig.paper()
+    assert (cfg.init, cfg.optimizer, cfg.pooling, cfg.normalization) == ("noise", "lbfgs", "avg", "paper")
+    assert cfg.content_layers == ("relu4_2",)
+    assert cfg.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert cfg.style_layer_weights is None and cfg.normalize_vgg
+    assert cfg.content_weight / cfg.style_weight == pytest.approx(1e-3)
+
+
+def test_normalised_vgg_has_unit_means_and_the_same_function_up_to_channel_scale(weights):
+    calibration = [smooth_image(40, 40), stripes(40, 40)]
+    normed = normalize_vgg(weights, calibration, "avg")
+    means = filter_means(normed, calibration, "avg")
+    before = filter_means(weights, calibration, "avg")
+    for layer, m in means.items():
+        alive = before[layer] > 0
+        np.testing.assert_allclose(m[alive], 1.0, rtol=1e-3)
+    # On an image outside the calibration set, every layer is the original divided by its means.
+    probe = jnp.asarray(smooth_image(32, 48, phase=1.0))
+    f0 = image_features(weights, probe, RELUS, "avg")
+    f1 = image_features(normed, probe, RELUS, "avg")
+    for layer in RELUS:
+        m = np.where(before[layer] > 0, before[layer], 1.0)
+        scale = np.abs(np.asarray(f0[layer])).max()
+        np.testing.assert_allclose(np.asarray(f1[layer]) * m, f0[layer], atol=1e-3 * scale, rtol=1e-3)
+
+
+def test_content_reconstructions_lose_detail_with_depth(weights):
+    cfg = StyleConfig.paper(size=48, steps=40, normalize_vgg=False)
+    shallow = paper.reconstruct(CONTENT, "relu1_2", cfg).image
+    deep = paper.reconstruct(CONTENT, "relu4_2", cfg).image
+    target = image_features(weights, jnp.asarray(CONTENT), ["relu1_2"], "avg")["relu1_2"]
+
+    def detail_error(image):  # content loss at conv1_2, as the issue asks
+        return float(losses.content_loss(image_features(weights, jnp.asarray(image), ["relu1_2"], "avg")["relu1_2"], target))
+
+    assert detail_error(deep) > 2 * detail_error(shallow)
+
+
+def test_textures_match_deeper_statistics_with_more_layers(weights):
+    cfg = StyleConfig.paper(size=48, steps=40, normalize_vgg=False)
+    one = paper.texture(STYLE, ("relu1_1",), cfg).image
+    four = paper.texture(STYLE, ("relu1_1", "relu2_1", "relu3_1", "relu4_1"), cfg).image
+    assert one.shape == (48, 48, 3)  # the painting's aspect, at config.size
+
+    def deep_gram_error(image):
+        f = image_features(weights, jnp.asarray(image), ["relu3_1"], "avg")["relu3_1"]
+        s = image_features(weights, jnp.asarray(STYLE), ["relu3_1"], "avg")["relu3_1"]
+        return float(losses.style_layer_loss(losses.gram(f), losses.gram(s)))
+
+    assert deep_gram_error(four) < 0.5 * deep_gram_error(one)
+
+
+def test_figure3_grid_trends_and_sheet(weights):
+    cfg = StyleConfig.paper(size=48, steps=30, normalize_vgg=False)
+    subsets = (("relu1_1",), paper.STYLE_SUBSETS[-1])
+    sheet, rows = paper.figure3(CONTENT, STYLE, cfg, subsets=subsets)
+    assert [len(r) for r in rows] == [4, 4]
+    for row in rows:
+        ratios = [r.config.content_weight / r.config.style_weight for r in row]
+        assert ratios == list(paper.FIG3_RATIOS)
+        style_terms = [r.terms["style"] / r.config.style_weight for r in row]
+        content_terms = [r.terms["content"] / r.config.content_weight for r in row]
+        # More weight on content (larger alpha/beta): less stylised, closer to the photo.
+        assert style_terms[-1] > style_terms[0] and content_terms[-1] < content_terms[0]
+    sheet = np.asarray(sheet)
+    assert sheet.shape[0] > 2 * 150 and sheet.shape[1] > 4 * 150
+    assert (sheet[:, :60] < 128).any()  # row labels were drawn in the left margin
+
+
+def test_cli_reconstruct_texture_figure_and_loss_plot(tmp_path):
+    c, s = tmp_path / "c.png", tmp_path / "s.png"
+    jaxstyle.save_image(CONTENT, c)
+    jaxstyle.save_image(STYLE, s)
+    common = ["--size", "32", "--steps", "3", "--plain-vgg", "--quiet"]
+    assert cli.main(["reconstruct", str(c), "--layer", "relu3_2", "-o", str(tmp_path / "r.png")] + common) == 0
+    assert cli.main(["texture", str(s), "--layers", "relu1_1,relu2_1", "-o", str(tmp_path / "t.png")] + common) == 0
+    assert cli.main(["figure", "2", "--content", str(c), "--styles", str(s), str(c), "-o", str(tmp_path / "f2.png"),
+                     "--plot-loss", str(tmp_path / "loss.png")] + common) == 0
+    assert jaxstyle.load_image(tmp_path / "r.png").shape == (24, 32, 3)
+    assert jaxstyle.load_image(tmp_path / "t.png").shape == (32, 32, 3)
+    plot = jaxstyle.load_image(tmp_path / "loss.png")
+    assert np.all(np.isclose(plot * 255, PALETTE[0], atol=1).all(axis=-1).sum() > 20)  # a curve was drawn
+    # The main command with alpha = 0 and a noise start is texture synthesis too.
+    assert cli.main([str(c), str(s), "-o", str(tmp_path / "x.png"), "--content-weight", "0", "--init", "noise",
+                     "--size", "32", "--steps", "3", "--quiet"]) == 0
+
+
+def test_preset_paper_with_overrides(tmp_path):
+    parser = cli.build_parser()
+    argv = ["c.png", "s.png", "-o", "o.png", "--preset", "paper", "--steps", "7", "--pooling", "max"]
+    cfg = cli.config_from_args(parser.parse_args(argv), cli.given_options(parser, argv))
+    assert cfg == StyleConfig.paper(steps=7, pooling="max")
+
+
+def test_loss_plot_draws_each_series():
+    plot = np.asarray(loss_plot({"a": np.geomspace(100, 1, 50), "b": np.geomspace(10, 0.1, 50)}))
+    for colour in PALETTE[:2]:
+        assert (np.abs(plot.astype(int) - colour).sum(axis=-1) < 10).sum() > 50
+
+
+def _run_notebook(path: Path, workdir: Path, env: dict):
+    """Execute a notebook's code cells in order, headless, in one namespace (as a kernel would)."""
+    nb = json.loads(path.read_text())
+    old_cwd, old_env = os.getcwd(), dict(os.environ)
+    os.chdir(workdir)
+    os.environ.update(env)
+    namespace = {"__name__": "__main__"}
+    try:
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                exec(compile("".join(cell["source"]), f"{path.name}", "exec"), namespace)
+    finally:
+        os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
+    return namespace
+
+
+def test_paper_notebook_runs_at_a_tiny_size(tmp_path):
+    ns = _run_notebook(ROOT / "notebooks" / "paper_figures.ipynb", tmp_path,
+                       {"JAXSTYLE_NB_SIZE": "32", "JAXSTYLE_NB_STEPS": "2"})
+    assert ns["fig1"].size[0] > 5 * 32 and len(ns["fig3_results"]) == 5
+    assert all(len(row) == 4 for row in ns["fig3_results"])
+
+
+def test_quickstart_notebook_runs(tmp_path):
+    ns = _run_notebook(ROOT / "notebooks" / "quickstart.ipynb", tmp_path, {"JAXSTYLE_NB_SIZE": "32", "JAXSTYLE_NB_STEPS": "3"})
+    assert (tmp_path / "quickstart.png").is_file()
+    assert ns["result"].image.shape == (21, 32, 3) and ns["kept"].image.shape == (21, 32, 3)
