@@ -170,11 +170,10 @@ def run(argv=None) -> int:
     write_sidecar(output, metadata(result, content=args.content, styles=args.styles,
                                    weights_sha256=weights.sha256, argv=argv))
     if args.plot_loss:
-        from .image import atomic_write
+        from .image import save_pil
         from .sheet import loss_plot
 
-        plot = loss_plot({"total loss": result.history}, title=f"{Path(args.output).name}: loss per step")
-        atomic_write(Path(args.plot_loss), lambda tmp: plot.save(tmp, format="PNG"))
+        save_pil(loss_plot({"total loss": result.history}, title=f"{Path(args.output).name}: loss per step"), args.plot_loss)
     t = result.timings
     print(
         f"wrote {args.output} ({result.image.shape[1]}x{result.image.shape[0]}, {len(result.history)} steps, "
@@ -324,7 +323,7 @@ def build_paper_parser(command: str) -> argparse.ArgumentParser:
 def run_paper(command: str, argv) -> int:
     from . import paper
     from .examples import CONTENT, STYLE
-    from .image import atomic_write, check_output_path, save_image
+    from .image import check_output_path, save_image, save_pil
     from .sheet import loss_plot
 
     args = build_paper_parser(command).parse_args(argv)
@@ -355,10 +354,9 @@ def run_paper(command: str, argv) -> int:
             sheet, res = paper.figure3(content, styles[0], config)
             histories = {f"{paper.paper_name(row[0].config.style_layers[-1])} a/b={r.config.content_weight:g}": r.history
                          for row in res for r in row[::3]}
-        atomic_write(output, lambda tmp: sheet.save(tmp, format="PNG" if output.suffix.lower() == ".png" else None))
+        save_pil(sheet, output)
     if args.plot_loss:
-        plot = loss_plot(histories, title=f"jaxstyle {command}: loss per step")
-        atomic_write(Path(args.plot_loss), lambda tmp: plot.save(tmp, format="PNG"))
+        save_pil(loss_plot(histories, title=f"jaxstyle {command}: loss per step"), args.plot_loss)
     if not args.quiet:
         print(f"wrote {args.output}", file=sys.stderr)
     return 0

@@ -147,6 +147,14 @@ def png16_bytes(rgb16: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
+def save_pil(im: Image.Image, path: str | os.PathLike) -> Path:
+    """Write a Pillow image (a contact sheet, a plot) atomically, in the format its extension names."""
+    path = check_output_path(path)
+    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+    atomic_write(path, lambda tmp: im.convert("RGB").save(tmp, format=fmt))
+    return path
+
+
 def save_image(image, path: str | os.PathLike, bit_depth: int = 8) -> Path:
     """Write an (H, W, 3) image in [0, 1] as PNG, JPEG or TIFF (by extension), 8 or 16 bits, atomically."""
     path = check_output_path(path, bit_depth)

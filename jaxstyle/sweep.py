@@ -249,6 +249,4 @@ def write_sheet(jobs: list[SweepJob], outdir: Path) -> Path | None:
 
     grid = [[cells.get((r, c)) for c in cols] for r in rows]
     sheet = contact_sheet(grid, rows, cols, cell=160)
-    path = outdir / SHEET
-    image_io.atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
-    return path
+    return image_io.save_pil(sheet, outdir / SHEET)
