@@ -3,8 +3,9 @@
 from .config import StyleConfig
 from .errors import JaxstyleError
 from .image import load_image, save_image
+from .objective import image_features as features
 from .transfer import Progress, Result, stylize
-from .vgg import LAYERS, features
+from .vgg import LAYERS
 from .weights import VGGWeights, load_bundled
 
 __all__ = [

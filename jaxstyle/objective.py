@@ -59,8 +59,26 @@ class Targets:
     style: dict  # {layer: losses.style_statistic of each painting, stacked: (S, C_l, C_l) Grams, …}
 
 
-def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str], pooling: str) -> dict:
-    """VGG features of an RGB image in [0, 1], with the weights' own preprocessing applied."""
+def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str], pooling: str = "max") -> dict:
+    """VGG-19 features of an RGB image, with the weights' own preprocessing applied.
+
+    Exported as ``jaxstyle.features``. Pure and jit-able (``layers`` and ``pooling`` static).
+
+    Args:
+      weights: a :class:`VGGWeights` (parameters plus their preprocessing).
+      image: (H, W, 3) RGB in [0, 1].
+      layers: names such as ``"relu4_2"`` (see ``jaxstyle.LAYERS``); computed up to the deepest.
+      pooling: ``"max"`` or ``"avg"``.
+
+    Returns:
+      ``{layer: (H_l, W_l, C_l)}``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxstyle
+      >>> out = jaxstyle.features(jaxstyle.load_bundled(), jnp.zeros((32, 48, 3)), ["relu4_2"], "max")
+      >>> out["relu4_2"].shape
+      (4, 6, 512)
+    """
     if not layers:
         return {}
     return vgg.features(weights.params, weights.preprocessing(image), layers, pooling=pooling)
