@@ -53,9 +53,10 @@ def figure1(content: ImageLike, style: ImageLike, config: StyleConfig | None = N
     textures = {layers[-1]: texture(style, layers, config) for layers in STYLE_SUBSETS}
     contents = {layer: reconstruct(content, layer, config) for layer in FIG1_CONTENT_LAYERS}
     cells = [[r.image for r in textures.values()], [r.image for r in contents.values()]]
-    labels = [f"{paper_name(l[0])}…{paper_name(l[-1])}" if len(l) > 1 else paper_name(l[0]) for l in STYLE_SUBSETS]
-    sheet = contact_sheet(cells, ["style", "content"], [f"{a} | {paper_name(b)}" for a, b in zip(labels, FIG1_CONTENT_LAYERS)],
-                          title="Fig. 1: style (textures) and content reconstructions by layer")
+    # Column k: texture from conv1_1 up to conv{k}_1 (top), reconstruction from conv{k}_2 (bottom).
+    labels = [f"to {paper_name(l[-1])} / {paper_name(c)}" for l, c in zip(STYLE_SUBSETS, FIG1_CONTENT_LAYERS)]
+    sheet = contact_sheet(cells, ["style", "content"], labels,
+                          title="Fig. 1: textures from conv1_1 up to the named layer (top); content from one layer (bottom)")
     return sheet, {"textures": textures, "contents": contents}
 
 
