@@ -112,3 +112,27 @@ def test_bad_config_is_refused_before_work(change, match):
 def test_image_too_small_for_deepest_layer_names_the_minimum():
     with pytest.raises(JaxstyleError, match="at least 16 px"):
         jaxstyle.stylize(CONTENT, np.zeros((10, 40, 3), np.float32), TINY)
+
+
+def test_lbfgs_rejects_a_step_that_raised_the_loss():
+    """The guard: an iterate whose loss rose is replaced by the last accepted one, memory restarted."""
+    from jaxstyle import optimize, transfer
+
+    cfg = TINY
+    content, styles = transfer.prepare(CONTENT, STYLE, cfg)
+    data = transfer.make_objective(jaxstyle.load_bundled(), content, transfer._styles_at(styles, 48, cfg), cfg)
+    step = optimize.step_fn(transfer._loss, "lbfgs", "none")
+    x0 = jnp.asarray(content)
+    state0 = optimize.state_initializer("lbfgs", "none")(x0)
+    x1, state1, loss0, _ = step(jnp.array(x0), state0, jnp.float32(1.0), data)
+    assert float(state1.value) == float(loss0) and np.array_equal(state1.x, x0)
+    # Pretend the accepted image had a far lower loss, so that the next iterate counts as a blow-up.
+    low = state1._replace(value=state1.value / (10 * optimize.GUARD_FACTOR))
+    low_value = float(low.value)  # read before the step: it donates (deletes) its input state
+    x2, state2, loss_reported, _ = step(x1, low, jnp.float32(1.0), data)
+    assert float(loss_reported) == low_value  # the rejected loss is not reported
+    np.testing.assert_array_equal(state2.x, x0)  # back to the last accepted image
+    assert float(state2.scale) == 0.5 and int(state2.inner[0].count) == 1  # half step, fresh memory
+    state2 = state2._replace(value=jnp.asarray(float(loss0)))  # the true loss of x0, to check progress
+    x3, state3, loss3, _ = step(x2, state2, jnp.float32(1.0), data)
+    assert float(loss3) < float(loss0)  # the restarted, smaller step makes progress
