@@ -81,8 +81,9 @@ def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none
     """The pure, unjitted ``step(x, state, lr, data) -> Step`` minimising ``loss_fn(x, data)``.
 
     L-BFGS without a line search is guarded: a step that multiplied the loss by more than
-    ``GUARD_FACTOR`` (or made it NaN) is rejected at the next evaluation, which then restarts from the last accepted image with an
-    empty memory (whose first step is the gradient scaled to unit norm) and half the step size.
+    ``GUARD_FACTOR`` (or made it NaN) is rejected at the next evaluation, which then restarts
+    from the last accepted image with an empty memory (whose first step is the gradient scaled to
+    unit norm) and half the step size.
     Measured: unguarded, a 128 px texture's loss jumped from 2e-2 to 9e3 within 100 steps. The
     guard costs no extra evaluation.
     """
