@@ -142,20 +142,8 @@ def _run_batch(prepared, weights, devices) -> list:
                            for xi, (ck, _) in zip(x, per_job)])
         x = jax.device_put(x, batch_sharding)
         lr = jax.device_put(jnp.asarray([c.learning_rate for _, _, c in prepared], jnp.float32), batch_sharding)
-        state = init(x)
-        decay = config.average
-        avg = jnp.zeros_like(x) if decay else None
-        losses, evals = [], []
-        for i in range(steps):
-            x, state, loss, n = step(x, state, lr, data)
-            if avg is not None:
-                avg = transfer._ema(avg, x, jnp.float32(decay))
-            losses.append(loss)
-            evals.append(n)
-        if avg is not None:
-            x = jnp.clip(avg / (1.0 - decay**steps), 0.0, 1.0)
-        histories.append(np.stack(jax.device_get(losses), axis=1))  # (batch, steps)
-        n_evals = np.sum(np.stack(jax.device_get(evals), axis=1), axis=1)
+        x, losses, n_evals, _ = transfer.run_steps(step, x, init(x), lr, data, steps, config)
+        histories.append(losses.T)  # (batch, steps)
         evaluations = n_evals if evaluations is None else evaluations + n_evals
     x = jnp.clip(x, 0.0, 1.0)
     terms = jax.device_get(final_terms(x, data))

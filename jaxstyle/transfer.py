@@ -187,14 +187,14 @@ def make_objective(weights: VGGWeights, content: np.ndarray, styles: Sequence[np
     return weights, targets, coef, spec
 
 
-def optimize_image(x: jax.Array, data, config: StyleConfig, steps: int, *, report=None) -> tuple:
-    """Run ``steps`` optimizer iterations from ``x``; returns (image, losses, evaluations, first_step_s).
+def run_steps(step, x, state, lr, data, steps: int, config: StyleConfig, *, report=None) -> tuple:
+    """Queue ``steps`` calls of a jitted ``step`` (single or batched) from ``x`` and ``state``.
 
-    ``report(i, loss, x_now)`` is called every ``config.chunk`` steps and after the last.
+    Returns ``(image, losses, evaluations, first_step_s)``: the last iterate, or the bias-corrected
+    moving average when ``config.average`` is set; losses and evaluations stacked over steps on
+    axis 0 (``(steps,)`` or ``(steps, batch)``). ``report(i, loss, x_now)`` is called every
+    ``config.chunk`` steps and after the last; only then does Python wait for the device.
     """
-    step = optimize.step_fn(_loss, config.optimizer, config.linesearch)
-    state = optimize.state_initializer(config.optimizer, config.linesearch)(x)
-    lr = jnp.float32(config.learning_rate)
     decay = jnp.float32(config.average)
     avg = jnp.zeros_like(x) if config.average else None
     losses, evals, first_step = [], [], None
@@ -213,8 +213,20 @@ def optimize_image(x: jax.Array, data, config: StyleConfig, steps: int, *, repor
             report(i + 1, float(loss), current)
     if avg is not None:  # bias correction of the moving average (as in Adam)
         x = jnp.clip(avg / (1.0 - config.average**steps), 0.0, 1.0)
-    history = np.asarray(jax.device_get(losses), dtype=np.float32)
-    return x, history, int(np.sum(jax.device_get(evals))), first_step
+    history = np.stack(jax.device_get(losses)).astype(np.float32)
+    return x, history, np.sum(np.stack(jax.device_get(evals)), axis=0), first_step
+
+
+def optimize_image(x: jax.Array, data, config: StyleConfig, steps: int, *, report=None) -> tuple:
+    """Run ``steps`` optimizer iterations from ``x``; returns (image, losses, evaluations, first_step_s).
+
+    ``report(i, loss, x_now)`` is called every ``config.chunk`` steps and after the last.
+    """
+    step = optimize.step_fn(_loss, config.optimizer, config.linesearch)
+    state = optimize.state_initializer(config.optimizer, config.linesearch)(x)
+    x, history, evaluations, first_step = run_steps(step, x, state, jnp.float32(config.learning_rate), data,
+                                                    steps, config, report=report)
+    return x, history, int(evaluations), first_step
 
 
 def stylize(
