@@ -190,18 +190,19 @@ def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_
             progress(counts["skipped"] + counts["done"] + counts["failed"], counts["total"])
 
     report()
-    runnable = []
+    runnable, decoded = [], {}  # each distinct file is decoded once, then shared by its jobs
     for job in todo:  # unreadable images are failures of their job, not of the sweep
         try:
             for path in (job.content, *job.styles):
-                image_io.load_image(path)
+                if path not in decoded:
+                    decoded[path] = image_io.load_image(path)
             runnable.append(job)
         except JaxstyleError as e:
             _append(outdir, {"id": job.id, "status": "failed", "reason": str(e), "content": job.content,
                              "styles": job.styles, "config": dataclasses.asdict(job.config)})
             counts["failed"] += 1
             report()
-    as_batch = [batching.Job(j.content, j.styles, j.config) for j in runnable]
+    as_batch = [batching.Job(decoded[j.content], tuple(decoded[p] for p in j.styles), j.config) for j in runnable]
     for group in batching.group_jobs(as_batch) if as_batch else []:
         counts["groups"] += 1
         t0 = time.perf_counter()
