@@ -25,7 +25,7 @@ from .weights import VGGWeights
 
 # Fields that may differ inside one compiled batch; every other StyleConfig field is static.
 TRACED_FIELDS = ("content_weight", "style_weight", "tv_weight", "lr", "seed", "content_layer_weights",
-                 "style_layer_weights", "style_blend_weights", "init")
+                 "style_layer_weights", "style_blend_weights", "init", "noise_scale")
 # Rough resident bytes per output pixel of one job (activations, gradients, optimizer state), measured
 # at 512x384 with bench/speed.py (about 0.8 GB above the process's baseline for 196,608 px).
 BYTES_PER_PIXEL = 4096

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tv-weight", type=float, default=_DEFAULT.tv_weight, help="total-variation weight")
     p.add_argument("--tv-kind", choices=losses.TV_KINDS, default=_DEFAULT.tv_kind, help="total-variation norm")
     p.add_argument("--init", default=_DEFAULT.init, help=f"start image: {' or '.join(INITS)} or an image path")
+    p.add_argument("--noise-scale", type=float, default=_DEFAULT.noise_scale,
+                   help="amplitude of a noise start: uniform in 0.5 ± scale/2 (the paper preset: 0.1)")
     p.add_argument("--optimizer", choices=optimize.OPTIMIZERS, default=_DEFAULT.optimizer)
     p.add_argument("--lr", type=float, default=_DEFAULT.lr,
                    help="learning rate (default: " + ", ".join(f"{k} {v}" for k, v in optimize.DEFAULT_LR.items()) + ")")
@@ -82,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default=None, help="run on this kind of device (default: JAX's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--preset", choices=("default", "paper"), default="default",
-                   help="paper: Gatys et al. exactly (noise start, avg pooling, normalised VGG, alpha/beta 1e-3); "
-                        "explicit options still override it")
+                   help="paper: Gatys et al. (noise start, avg pooling, normalised VGG, alpha/beta 1e-3, "
+                        "eq. 1 per position); explicit options still override it")
     p.add_argument("--normalize-vgg", action="store_true", help="the paper's normalised network (mean activation 1)")
     p.add_argument("--plot-loss", default=None, metavar="PNG", help="also save the loss curve as a plot")
     return p
@@ -102,7 +104,8 @@ def config_from_args(args: argparse.Namespace, given: set[str] | None = None) ->
     """
     values = dict(
         size=args.size, steps=args.steps, content_weight=args.content_weight, style_weight=args.style_weight,
-        tv_weight=args.tv_weight, tv_kind=args.tv_kind, init=args.init, optimizer=args.optimizer, lr=args.lr,
+        tv_weight=args.tv_weight, tv_kind=args.tv_kind, init=args.init, noise_scale=args.noise_scale,
+        optimizer=args.optimizer, lr=args.lr,
         linesearch=args.linesearch, pooling=args.pooling, normalization=args.normalization,
         content_layers=args.content_layers, style_layers=args.style_layers,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
@@ -292,6 +295,8 @@ def run_sweep(argv) -> int:
 
 
 def build_paper_parser(command: str) -> argparse.ArgumentParser:
+    from .paper import TEXTURE_NOISE
+
     paper = StyleConfig.paper()
     p = _Parser(prog=f"jaxstyle {command}", formatter_class=argparse.ArgumentDefaultsHelpFormatter, description={
         "figure": "Reproduce a figure of Gatys et al. (2015) as a labelled contact sheet.",
@@ -314,6 +319,13 @@ def build_paper_parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--pooling", choices=vgg.POOLINGS, default=paper.pooling)
     p.add_argument("--optimizer", choices=optimize.OPTIMIZERS, default=paper.optimizer)
     p.add_argument("--seed", type=int, default=paper.seed)
+    if command != "figure":
+        p.add_argument("--noise-scale", type=float,
+                       default=TEXTURE_NOISE if command == "texture" else paper.noise_scale,
+                       help="amplitude of the white-noise start: uniform in 0.5 ± scale/2")
+    else:
+        p.add_argument("--ratio", type=float, default=paper.content_weight / paper.style_weight,
+                       help="alpha/beta of Fig. 2 (the paper: 1e-3, some panels 1e-4); Fig. 3 spans 1e-5 … 1e-2")
     p.add_argument("--plain-vgg", action="store_true", help="skip the paper's network normalisation")
     p.add_argument("--plot-loss", default=None, metavar="PNG", help="also save the loss curves as a plot")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -330,14 +342,17 @@ def run_paper(command: str, argv) -> int:
     output = check_output_path(args.output)
     if args.plot_loss:
         check_output_path(args.plot_loss)
-    config = StyleConfig.paper(size=args.size, steps=args.steps, pooling=args.pooling, optimizer=args.optimizer,
-                               seed=args.seed, normalize_vgg=not args.plain_vgg).validate()
+    preset = StyleConfig.paper()
+    config = preset.replace(size=args.size, steps=args.steps, pooling=args.pooling, optimizer=args.optimizer,
+                            seed=args.seed, noise_scale=getattr(args, "noise_scale", preset.noise_scale),
+                            normalize_vgg=not args.plain_vgg, style_weight=1.0,
+                            content_weight=getattr(args, "ratio", preset.content_weight / preset.style_weight)).validate()
     if command == "reconstruct":
         result = paper.reconstruct(args.image, args.layer, config)
         save_image(result.image, output)
         histories = {args.layer: result.history}
     elif command == "texture":
-        result = paper.texture(args.image, args.layers, config)
+        result = paper.texture(args.image, args.layers, config, noise_scale=args.noise_scale)
         save_image(result.image, output)
         histories = {",".join(args.layers): result.history}
     else:

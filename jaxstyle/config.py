@@ -25,6 +25,9 @@ class StyleConfig:
       tv_kind: ``"l2"`` or ``"l1"`` total variation.
       init: ``"content"`` (start from the photo), ``"noise"`` (white noise, as in the paper) or the
         path of an image file to start from.
+      noise_scale: amplitude of the white-noise start: pixels uniform in ``0.5 ± noise_scale / 2``
+        (1 = uniform in [0, 1]). The paper does not give one; a small amplitude leaves no pixel
+        noise in the result (see ``StyleConfig.paper``).
       optimizer: ``"lbfgs"`` (the paper's choice) or ``"adam"``.
       lr: learning rate; ``None`` takes the optimizer's default (``optimize.DEFAULT_LR``).
       linesearch: L-BFGS line search: ``"none"`` (one evaluation per step, like PyTorch's L-BFGS),
@@ -62,6 +65,7 @@ class StyleConfig:
     tv_weight: float = 0.0
     tv_kind: str = "l2"
     init: str = "content"
+    noise_scale: float = 1.0
     optimizer: optimize.Optimizer = "lbfgs"
     lr: float | None = None
     linesearch: optimize.Linesearch = "none"
@@ -88,10 +92,27 @@ class StyleConfig:
         """Gatys et al. (2015) as published: white-noise start, L-BFGS, content relu4_2 (the
         paper's conv4_2: Caffe's ReLU runs in place, so the blob named conv4_2 holds the ReLU
         output), style relu1_1 … relu5_1 with w_l = 1/5, average pooling, the normalised network,
-        eqs. (1) and (4) unnormalised and alpha/beta = 1e-3 (Fig. 2's ratio for most panels)."""
+        eq. (4) unnormalised and alpha/beta = 1e-3 (Fig. 2's ratio for most panels).
+
+        Two choices the paper leaves open, made so that its ratios give its pictures:
+
+        * ``normalization="area"``: eq. (1) divided by the number of positions M_l. Eq. (4) does
+          not change with the image's area, literal eq. (1) grows with it, so a ratio can only
+          mean one balance at one size. Measured on tubingen × Starry Night at 128 px, 300 steps:
+          literal eqs. at 1e-3 give the photo under pixel noise (style term stuck at its start);
+          the look of Fig. 2 needs 1e-6 there (and, by the area scaling, ~6e-8 at 512 px). With ``"area"`` the paper's
+          1e-2 … 1e-5 give Fig. 3's progression from photo-like to texture-like at any size.
+        * ``noise_scale=0.5``: white noise uniform in [0.25, 0.75]. Uniform [0, 1] noise is still
+          visible after 300 L-BFGS steps at 128 px (the loss barely constrains single pixels);
+          0.1 leaves none, but from so little contrast a style-dominated run stalls near a
+          saddle of the Gram loss (a relu1_1+relu2_1 texture, 60 steps: 1.32 -> 1.40 from 0.1,
+          0.86 -> 0.0022 from 0.5, 0.77 -> 0.00065 from 1.0; at alpha/beta = 1e-5, 48 px, 30 steps,
+          the relu1_1 row of Fig. 3 ended with 140x the style loss of a 0.5 start).
+        """
         preset = dict(init="noise", optimizer="lbfgs", content_layers=("relu4_2",),
                       style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
-                      style_layer_weights=None, pooling="avg", normalization="paper", normalize_vgg=True,
+                      style_layer_weights=None, pooling="avg", normalization="area", normalize_vgg=True,
+                      noise_scale=0.5,
                       content_weight=1e-3, style_weight=1.0, steps=500)
         return cls(**{**preset, **changes})
 
@@ -133,6 +154,8 @@ class StyleConfig:
             )
         for name in ("content_weight", "style_weight", "tv_weight"):
             _non_negative(name, getattr(self, name))
+        if not (isinstance(self.noise_scale, (int, float)) and 0 <= self.noise_scale <= 1):
+            raise JaxstyleError(f"`noise_scale` (={self.noise_scale!r}) must be in [0, 1], e.g. 0.1; 1 = uniform in [0, 1]")
         if not (isinstance(self.scale_ratio, (int, float)) and self.scale_ratio > 1):
             raise JaxstyleError(f"`scale_ratio` (={self.scale_ratio!r}) must be a number > 1, e.g. 1.414")
         if self.scales > 1 and self.sizes()[0] < self.min_size:

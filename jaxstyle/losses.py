@@ -3,10 +3,15 @@
 Notation follows the paper: a layer has N_l filters and M_l positions; F is the (M_l, N_l) feature
 matrix of the image being optimised, P of the photo, G and A the Gram matrices of image and painting.
 
-Two normalisations, chosen by a static ``normalization`` argument:
+Three normalisations, chosen by a static ``normalization`` argument:
 
 * ``"paper"`` — exactly eqs. (1), (4): ``L_content = 1/2 sum (F - P)^2`` and
   ``E_l = 1 / (4 N_l^2 M_l^2) sum (G_raw - A_raw)^2``.
+* ``"area"`` — eq. (4) as published, eq. (1) divided by the number of positions M_l:
+  ``L_content = 1/(2 M_l) sum (F - P)^2``. Eq. (4) already carries ``1/M_l^2`` (a raw Gram matrix
+  grows with M_l), so neither term changes with the image's area and one alpha/beta means the same
+  at every size; with eq. (1) literal, the content term grows with the area and the ratio that
+  balances the two shifts with the size (the paper's preset uses this; see ``StyleConfig.paper``).
 * ``"relative"`` (default) — each term divided by the squared norm of its target, so every layer's
   term is a scale-free relative error near one at the start, whatever the image size, layer depth or
   weight scale. Departure from the paper: it keeps the total loss near order one, which L-BFGS needs
@@ -21,8 +26,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-Normalization = Literal["relative", "paper"]
-NORMALIZATIONS = ("relative", "paper")
+Normalization = Literal["relative", "paper", "area"]
+NORMALIZATIONS = ("relative", "paper", "area")
 STYLE_LOSSES = ("gram", "wasserstein")
 TV_KINDS = ("l2", "l1")
 _EPS = 1e-8
@@ -49,13 +54,15 @@ def content_loss(features: jax.Array, target: jax.Array, normalization: Normaliz
     sq = jnp.sum(jnp.square(features - target))
     if normalization == "paper":
         return 0.5 * sq
+    if normalization == "area":
+        return 0.5 * sq / (features.shape[0] * features.shape[1])
     return sq / (jnp.sum(jnp.square(target)) + _EPS)
 
 
 def style_layer_loss(g: jax.Array, a: jax.Array, normalization: Normalization = "relative") -> jax.Array:
     """E_l of eq. (4) between Gram matrices ``g`` and ``a`` (both (C, C), from :func:`gram`)."""
     sq = jnp.sum(jnp.square(g - a))
-    if normalization == "paper":
+    if normalization in ("paper", "area"):
         return sq / (4.0 * g.shape[0] ** 2)
     return sq / (jnp.sum(jnp.square(a)) + _EPS)
 
@@ -99,7 +106,7 @@ def wasserstein_layer_loss(x_stats: dict, target: dict, normalization: Normaliza
     cross = jnp.sum(jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(inner), 1e-10)))
     w2 = (jnp.sum(jnp.square(x_stats["mean"] - target["mean"]))
           + jnp.trace(x_stats["cov"]) + jnp.trace(target["cov"]) - 2.0 * cross)
-    if normalization == "paper":
+    if normalization in ("paper", "area"):
         return w2
     return w2 / (jnp.sum(jnp.square(target["mean"])) + jnp.trace(target["cov"]) + _EPS)
 

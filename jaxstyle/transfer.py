@@ -114,7 +114,8 @@ def initial_image(config: StyleConfig, content: np.ndarray) -> jax.Array:
     if config.init == "content":
         return jnp.asarray(content)
     if config.init == "noise":
-        return jax.random.uniform(jax.random.key(config.seed), content.shape, jnp.float32)
+        uniform = jax.random.uniform(jax.random.key(config.seed), content.shape, jnp.float32)
+        return uniform if config.noise_scale == 1 else 0.5 + config.noise_scale * (uniform - 0.5)
     start = image_io.load_image(config.init)
     return jnp.asarray(image_io.resize_exact(start, content.shape[:2]))
 

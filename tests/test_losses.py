@@ -31,6 +31,22 @@ def test_content_loss_paper_is_half_the_squared_error():
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
+def test_area_normalization_is_eq1_per_position_and_eq4_as_published():
+    # "area": eq. (1) divided by M (positions), eq. (4) unchanged; so a 2x2 tiling of the same
+    # features (4x the positions, the same statistics) leaves both terms unchanged.
+    M = F.shape[0] * F.shape[1]
+    expected = 0.5 * np.sum((F.astype(np.float64) - P) ** 2) / M
+    got = jax.jit(losses.content_loss, static_argnums=2)(F, P, "area")
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    tile = lambda f: np.tile(f, (2, 2, 1))
+    np.testing.assert_allclose(losses.content_loss(tile(F), tile(P), "area"), expected, rtol=1e-5)
+    np.testing.assert_allclose(losses.content_loss(tile(F), tile(P), "paper"), 4 * M * expected, rtol=1e-5)
+    g, a = losses.gram(F), losses.gram(P)
+    np.testing.assert_allclose(losses.style_layer_loss(g, a, "area"), losses.style_layer_loss(g, a, "paper"), rtol=1e-6)
+    np.testing.assert_allclose(losses.style_layer_loss(losses.gram(tile(F)), losses.gram(tile(P)), "area"),
+                               losses.style_layer_loss(g, a, "area"), rtol=1e-5)
+
+
 def test_content_loss_relative_is_scale_free():
     expected = np.sum((F.astype(np.float64) - P) ** 2) / np.sum(P.astype(np.float64) ** 2)
     np.testing.assert_allclose(losses.content_loss(F, P), expected, rtol=1e-5)

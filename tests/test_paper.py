@@ -24,7 +24,8 @@ RELUS = ("relu1_1", "relu2_2", "relu3_4", "relu4_2", "relu5_1")
 
 def test_paper_preset_follows_the_paper():
     cfg = StyleConfig.paper()
-    assert (cfg.init, cfg.optimizer, cfg.pooling, cfg.normalization) == ("noise", "lbfgs", "avg", "paper")
+    assert (cfg.init, cfg.optimizer, cfg.pooling, cfg.normalization) == ("noise", "lbfgs", "avg", "area")
+    assert cfg.noise_scale == 0.5
     assert cfg.content_layers == ("relu4_2",)
     assert cfg.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     assert cfg.style_layer_weights is None and cfg.normalize_vgg
@@ -33,20 +34,45 @@ def test_paper_preset_follows_the_paper():
 
 def test_normalised_vgg_has_unit_means_and_the_same_function_up_to_channel_scale(weights):
     calibration = [smooth_image(40, 40), stripes(40, 40)]
-    normed = normalize_vgg(weights, calibration, "avg")
-    means = filter_means(normed, calibration, "avg")
     before = filter_means(weights, calibration, "avg")
-    for layer, m in means.items():
-        alive = before[layer] > 0
-        np.testing.assert_allclose(m[alive], 1.0, rtol=1e-3)
-    # On an image outside the calibration set, every layer is the original divided by its means.
-    probe = jnp.asarray(smooth_image(32, 48, phase=1.0))
-    f0 = image_features(weights, probe, RELUS, "avg")
-    f1 = image_features(normed, probe, RELUS, "avg")
-    for layer in RELUS:
-        m = np.where(before[layer] > 0, before[layer], 1.0)
-        scale = np.abs(np.asarray(f0[layer])).max()
-        np.testing.assert_allclose(np.asarray(f1[layer]) * m, f0[layer], atol=1e-3 * scale, rtol=1e-3)
+    for floor in (0.0, 0.1):
+        normed = normalize_vgg(weights, calibration, "avg", floor=floor)
+        means = filter_means(normed, calibration, "avg")
+        divisors = {}
+        for layer, m in means.items():
+            raw = before[layer]
+            divisors[layer] = np.maximum(raw, floor * raw.mean()) if floor else np.where(raw > 0, raw, 1.0)
+            unit = raw >= floor * raw.mean() if floor else raw > 0  # filters not floored: mean exactly one
+            assert unit.any()
+            np.testing.assert_allclose(m[unit], 1.0, rtol=1e-3)
+            np.testing.assert_allclose(m, raw / divisors[layer], rtol=1e-3, atol=1e-6)
+        # On an image outside the calibration set, every layer is the original divided by the divisors.
+        probe = jnp.asarray(smooth_image(32, 48, phase=1.0))
+        f0 = image_features(weights, probe, RELUS, "avg")
+        f1 = image_features(normed, probe, RELUS, "avg")
+        for layer in RELUS:
+            scale = np.abs(np.asarray(f0[layer])).max()
+            np.testing.assert_allclose(np.asarray(f1[layer]) * divisors[layer], f0[layer], atol=1e-3 * scale, rtol=1e-3)
+
+
+def test_normalisation_floor_bounds_the_gain_of_rare_filters(weights):
+    # On the bundled calibration images a relu3_1 filter has mean 0.14 (layer median 71) and a
+    # relu5_1 one ~1e-11; unfloored, their gains reach 1e11 and one filter's Gram entries swamp
+    # the style loss. With the floor no filter is amplified more than 10x the layer's typical gain.
+    from jaxstyle.examples import CONTENT, STYLE
+
+    calibration = [jaxstyle.load_image(p, 224) for p in (CONTENT, STYLE)]
+    raw = filter_means(weights, calibration, "avg")
+    assert raw["relu3_1"].min() < 0.01 * raw["relu3_1"].mean()  # the problem is real
+    normed = normalize_vgg(weights, calibration, "avg")
+    after = filter_means(normed, calibration, "avg")
+    for layer, m in after.items():
+        assert m.max() == pytest.approx(1.0, rel=1e-3)
+        if layer in paper.FIG1_STYLE_LAYERS + paper.FIG1_CONTENT_LAYERS:  # the layers the paper reads
+            assert (m > 0.999).mean() > 0.95  # only a handful of filters are floored (relu5_2: 21 of 512)
+        fires = raw[layer] > 0
+        divisor = raw[layer][fires] / m[fires]
+        assert divisor.min() >= 0.1 * raw[layer].mean() * (1 - 1e-3)
 
 
 def test_content_reconstructions_lose_detail_with_depth(weights):
@@ -76,8 +102,10 @@ def test_textures_match_deeper_statistics_with_more_layers(weights):
 
 
 def test_figure3_grid_trends_and_sheet(weights):
-    cfg = StyleConfig.paper(size=48, steps=30, normalize_vgg=False)
-    subsets = (("relu1_1",), paper.STYLE_SUBSETS[-1])
+    # The preset itself (normalised network, "area" losses), at a size where conv1_1…conv3_1 still
+    # see several positions (at 48 px relu5_1 is 3x2).
+    cfg = StyleConfig.paper(size=48, steps=30)
+    subsets = (("relu1_1",), paper.STYLE_SUBSETS[2])
     sheet, rows = paper.figure3(CONTENT, STYLE, cfg, subsets=subsets)
     assert [len(r) for r in rows] == [4, 4]
     for row in rows:
@@ -152,3 +180,19 @@ def test_quickstart_notebook_runs(tmp_path):
     ns = _run_notebook(ROOT / "notebooks" / "quickstart.ipynb", tmp_path, {"JAXSTYLE_NB_SIZE": "32", "JAXSTYLE_NB_STEPS": "3"})
     assert (tmp_path / "quickstart.png").is_file()
     assert ns["result"].image.shape == (21, 32, 3) and ns["kept"].image.shape == (21, 32, 3)
+
+
+def test_noise_scale_sets_the_amplitude_of_the_noise_start(tmp_path, capsys):
+    from jaxstyle.transfer import initial_image
+
+    content = np.zeros((20, 30, 3), np.float32)
+    full = np.asarray(initial_image(StyleConfig(init="noise", seed=3), content))
+    half = np.asarray(initial_image(StyleConfig(init="noise", seed=3, noise_scale=0.5), content))
+    np.testing.assert_allclose(half, 0.5 + 0.5 * (full - 0.5), atol=1e-6)
+    assert 0.25 <= half.min() and half.max() <= 0.75 and full.max() - full.min() > 0.9
+    c = tmp_path / "c.png"
+    jaxstyle.save_image(CONTENT, c)
+    assert cli.main(["reconstruct", str(c), "-o", str(tmp_path / "o.png"), "--noise-scale", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "noise_scale" in err and "[0, 1]" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()
