@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tv-kind", choices=losses.TV_KINDS, default=_DEFAULT.tv_kind, help="total-variation norm")
     p.add_argument("--init", default=_DEFAULT.init, help=f"start image: {' or '.join(INITS)} or an image path")
     p.add_argument("--noise-scale", type=float, default=_DEFAULT.noise_scale,
-                   help="amplitude of a noise start: uniform in 0.5 ± scale/2 (the paper preset: 0.1)")
+                   help="amplitude of a noise start: uniform in 0.5 ± scale/2 (the paper preset: 0.5)")
     p.add_argument("--optimizer", choices=optimize.OPTIMIZERS, default=_DEFAULT.optimizer)
     p.add_argument("--lr", type=float, default=_DEFAULT.lr,
                    help="learning rate (default: " + ", ".join(f"{k} {v}" for k, v in optimize.DEFAULT_LR.items()) + ")")

@@ -26,8 +26,9 @@ class StyleConfig:
       init: ``"content"`` (start from the photo), ``"noise"`` (white noise, as in the paper) or the
         path of an image file to start from.
       noise_scale: amplitude of the white-noise start: pixels uniform in ``0.5 ± noise_scale / 2``
-        (1 = uniform in [0, 1]). The paper does not give one; a small amplitude leaves no pixel
-        noise in the result (see ``StyleConfig.paper``).
+        (1 = uniform in [0, 1]). The paper does not give one; a smaller amplitude leaves less
+        pixel noise in the result, too small a one stalls style-dominated runs (see
+        ``StyleConfig.paper``).
       optimizer: ``"lbfgs"`` (the paper's choice) or ``"adam"``.
       lr: learning rate; ``None`` takes the optimizer's default (``optimize.DEFAULT_LR``).
       linesearch: L-BFGS line search: ``"none"`` (one evaluation per step, like PyTorch's L-BFGS),
@@ -100,8 +101,9 @@ class StyleConfig:
           not change with the image's area, literal eq. (1) grows with it, so a ratio can only
           mean one balance at one size. Measured on tubingen × Starry Night at 128 px, 300 steps:
           literal eqs. at 1e-3 give the photo under pixel noise (style term stuck at its start);
-          the look of Fig. 2 needs 1e-6 there (and, by the area scaling, ~6e-8 at 512 px). With ``"area"`` the paper's
-          1e-2 … 1e-5 give Fig. 3's progression from photo-like to texture-like at any size.
+          the look of Fig. 2 needs 1e-6 there (and, by the area scaling, ~6e-8 at 512 px). With
+          ``"area"`` the paper's 1e-2 … 1e-5 give Fig. 3's progression from photo-like to
+          texture-like, at 128 and 256 px alike.
         * ``noise_scale=0.5``: white noise uniform in [0.25, 0.75]. Uniform [0, 1] noise is still
           visible after 300 L-BFGS steps at 128 px (the loss barely constrains single pixels);
           0.1 leaves none, but from so little contrast a style-dominated run stalls near a
@@ -155,7 +157,7 @@ class StyleConfig:
         for name in ("content_weight", "style_weight", "tv_weight"):
             _non_negative(name, getattr(self, name))
         if not (isinstance(self.noise_scale, (int, float)) and 0 <= self.noise_scale <= 1):
-            raise JaxstyleError(f"`noise_scale` (={self.noise_scale!r}) must be in [0, 1], e.g. 0.1; 1 = uniform in [0, 1]")
+            raise JaxstyleError(f"`noise_scale` (={self.noise_scale!r}) must be in [0, 1], e.g. 0.5; 1 = uniform in [0, 1]")
         if not (isinstance(self.scale_ratio, (int, float)) and self.scale_ratio > 1):
             raise JaxstyleError(f"`scale_ratio` (={self.scale_ratio!r}) must be a number > 1, e.g. 1.414")
         if self.scales > 1 and self.sizes()[0] < self.min_size:

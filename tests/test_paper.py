@@ -196,3 +196,21 @@ def test_noise_scale_sets_the_amplitude_of_the_noise_start(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "noise_scale" in err and "[0, 1]" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
+
+
+def test_figure_ratio_and_reconstruct_noise_reach_the_config(tmp_path, monkeypatch):
+    from PIL import Image
+
+    seen = {}
+
+    def fake_figure(content, styles, config):
+        seen["config"] = config
+        return Image.new("RGB", (8, 8)), []
+
+    monkeypatch.setattr(paper, "figure2", fake_figure)
+    assert cli.main(["figure", "2", "-o", str(tmp_path / "f.png"), "--ratio", "1e-4", "--quiet"]) == 0
+    cfg = seen["config"]
+    assert cfg.content_weight / cfg.style_weight == pytest.approx(1e-4)
+    assert (cfg.normalization, cfg.noise_scale) == ("area", StyleConfig.paper().noise_scale)
+    parser = cli.build_paper_parser("texture")
+    assert parser.parse_args(["p.png", "-o", "t.png"]).noise_scale == paper.TEXTURE_NOISE
