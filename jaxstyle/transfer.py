@@ -123,6 +123,13 @@ def initial_image(config: StyleConfig, content: np.ndarray) -> jax.Array:
 _NORMALIZED: dict = {}
 
 
+def calibration_images() -> list[np.ndarray]:
+    """The images the normalised network is calibrated on: the bundled examples, long side 224 px."""
+    from .examples import CONTENT, STYLE
+
+    return [image_io.load_image(p, 224) for p in (CONTENT, STYLE)]
+
+
 def network(config: StyleConfig, weights: VGGWeights | None = None) -> VGGWeights:
     """The weights a run uses: given or bundled, normalised as in the paper if the config asks."""
     weights = load_bundled() if weights is None else weights
@@ -130,11 +137,9 @@ def network(config: StyleConfig, weights: VGGWeights | None = None) -> VGGWeight
         return weights
     key = (weights.sha256, config.pooling)
     if key not in _NORMALIZED:  # calibrate once per weights and pooling, on the bundled examples
-        from .examples import CONTENT, STYLE
         from .normalize import normalize_vgg
 
-        calibration = [image_io.load_image(p, 224) for p in (CONTENT, STYLE)]
-        _NORMALIZED[key] = normalize_vgg(weights, calibration, config.pooling)
+        _NORMALIZED[key] = normalize_vgg(weights, calibration_images(), config.pooling)
     return _NORMALIZED[key]
 
 

@@ -59,12 +59,12 @@ def test_normalisation_floor_bounds_the_gain_of_rare_filters(weights):
     # On the bundled calibration images a relu3_1 filter has mean 0.14 (layer median 71) and a
     # relu5_1 one ~1e-11; unfloored, their gains reach 1e11 and one filter's Gram entries swamp
     # the style loss. With the floor no filter is amplified more than 10x the layer's typical gain.
-    from jaxstyle.examples import CONTENT, STYLE
+    from jaxstyle.transfer import calibration_images, network
 
-    calibration = [jaxstyle.load_image(p, 224) for p in (CONTENT, STYLE)]
+    calibration = calibration_images()
     raw = filter_means(weights, calibration, "avg")
     assert raw["relu3_1"].min() < 0.01 * raw["relu3_1"].mean()  # the problem is real
-    normed = normalize_vgg(weights, calibration, "avg")
+    normed = network(StyleConfig.paper(), weights)  # the network the paper preset runs on
     after = filter_means(normed, calibration, "avg")
     for layer, m in after.items():
         assert m.max() == pytest.approx(1.0, rel=1e-3)
@@ -198,7 +198,7 @@ def test_noise_scale_sets_the_amplitude_of_the_noise_start(tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
-def test_figure_ratio_and_reconstruct_noise_reach_the_config(tmp_path, monkeypatch):
+def test_figure_ratio_and_texture_noise_reach_the_config(tmp_path, monkeypatch):
     from PIL import Image
 
     seen = {}
