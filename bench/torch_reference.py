@@ -6,9 +6,12 @@ Not a jaxstyle dependency: run it in an environment that has torch and safetenso
     /tmp/torchenv/bin/python bench/torch_reference.py
 
 Same weights (the bundled file, dequantised), same layers (content relu4_2, style relu1_1…relu5_1),
-same relative normalisation, max pooling, float32, on the CPU.
+same relative normalisation, max pooling, float32, on the CPU or (``--device cuda``) a GPU, where
+TF32 is off so both libraries compute in full float32. ``--lbfgs N`` also times N iterations of
+torch's own L-BFGS (no line search: one evaluation per iteration, history 10) at the first size.
 """
 
+import argparse
 import statistics
 import sys
 import time
@@ -53,13 +56,23 @@ def gram(f):
     return m @ m.T / m.shape[1]
 
 
-def main(sizes=((512, 384), (256, 192))):
-    torch.set_num_threads(torch.get_num_threads())
-    params = load()
-    for w, h in sizes:
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sizes", nargs="+", default=["512x384", "256x192"])
+    ap.add_argument("--lbfgs", type=int, default=0, metavar="N")
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    params = {k: (w.to(dev), b.to(dev)) for k, (w, b) in load().items()}
+    for n, size in enumerate(args.sizes):
+        w, h = map(int, size.split("x"))
         g = torch.Generator().manual_seed(0)
-        content = torch.rand(1, 3, h, w, generator=g) * 255 - 120
-        style = torch.rand(1, 3, h, w, generator=g) * 255 - 120
+        content = (torch.rand(1, 3, h, w, generator=g) * 255 - 120).to(dev)
+        style = (torch.rand(1, 3, h, w, generator=g) * 255 - 120).to(dev)
         with torch.no_grad():
             p = features(params, content)["relu4_2"]
             s = {k: gram(v) for k, v in features(params, style).items() if k in STYLE}
@@ -74,13 +87,33 @@ def main(sizes=((512, 384), (256, 192))):
             loss.backward()
             return loss
 
-        loss_and_grad()
+        for _ in range(3):
+            loss_and_grad()
+        sync()
         times = []
-        for _ in range(5):
+        for _ in range(10 if dev.type == "cuda" else 5):
             t = time.perf_counter()
             loss_and_grad()
+            sync()
             times.append(time.perf_counter() - t)
-        print(f"torch {torch.__version__} {w}x{h}: eval_s {statistics.median(times):.3f} ({torch.get_num_threads()} threads)")
+        where = torch.cuda.get_device_name() if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
+        print(f"torch {torch.__version__} {w}x{h}: eval_s {statistics.median(times):.4f} ({where})", flush=True)
+        if args.lbfgs and n == 0:
+            opt = torch.optim.LBFGS([x], lr=1.0, max_iter=args.lbfgs, max_eval=args.lbfgs, history_size=10,
+                                    tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=None)
+            evals = [0]
+
+            def closure():
+                evals[0] += 1
+                return loss_and_grad()
+
+            sync()
+            t = time.perf_counter()
+            final = opt.step(closure)
+            sync()
+            print(f"torch L-BFGS {w}x{h}: {args.lbfgs} iterations, {evals[0]} evaluations, "
+                  f"{time.perf_counter() - t:.2f} s, first loss {float(final):.4g}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ def stylize_batch(jobs: Sequence[Job], *, weights: VGGWeights | None = None, bat
     Returns:
       One :class:`transfer.Result` per job, in order.
     """
+    given_weights = weights
     weights = transfer.network(jobs[0].config, weights) if jobs else weights
     devices = list(jax.local_devices() if devices is None else devices)
     prepared = []
@@ -102,6 +103,15 @@ def stylize_batch(jobs: Sequence[Job], *, weights: VGGWeights | None = None, bat
     keys = {static_key(c, content.shape, len(s)) for content, s, c in prepared}
     if len(keys) > 1:
         raise JaxstyleError("jobs in one batch must share image shape, style count and static options; group them first")
+    if transfer.tile_plan(prepared[0][0].shape, prepared[0][2]) is not None:
+        # Too large to evaluate whole: a batch would not fit either, so each job runs on its own,
+        # tile by tile (jaxstyle.tiling); the tiled functions compile once for the group's shape.
+        results = []
+        for i, job in enumerate(jobs):
+            results.append(transfer.stylize(job.content, list(job.styles), job.config, weights=given_weights))
+            if on_result is not None:
+                on_result(i, results[-1])
+        return results
     pixels = prepared[0][0].shape[0] * prepared[0][0].shape[1]
     size = batch_size or auto_batch_size(pixels, len(jobs), len(devices))
     size = -(-size // len(devices)) * len(devices)

@@ -70,11 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="style image size relative to the output: one number, or one per style image")
     p.add_argument("--color", choices=color.COLORS, default=_DEFAULT.color,
                    help="keep the photo's colours: luminance-only transfer or histogram matching")
-    p.add_argument("--scales", type=int, default=_DEFAULT.scales, help="number of sizes, coarse to fine")
+    p.add_argument("--scales", type=int, default=_DEFAULT.scales,
+                   help="number of sizes, coarse to fine; 0 = automatic (coarse to fine above 1024 px)")
     p.add_argument("--scale-ratio", type=float, default=_DEFAULT.scale_ratio, help="size ratio between scales")
     p.add_argument("--scale-steps", type=int, default=_DEFAULT.scale_steps, help="iterations at each coarser scale (default --steps)")
     p.add_argument("--average", type=float, default=_DEFAULT.average,
                    help="decay of the image's moving average returned instead of the last iterate (0 = off; e.g. 0.9 with adam)")
+    p.add_argument("--tile", type=int, default=_DEFAULT.tile, metavar="PX",
+                   help="evaluate tile by tile with cores of PX pixels (exact; memory stays flat); "
+                        "default: only when the image does not fit --max-memory; 0 = never")
+    p.add_argument("--max-memory", type=float, default=_DEFAULT.max_memory, metavar="GB",
+                   help="memory budget that decides tiling (default: 70%% of the free memory)")
     p.add_argument("--seed", type=int, default=_DEFAULT.seed, help="seed of every random choice")
     p.add_argument("--save-every", type=int, default=None, metavar="N", help="also write OUT_NNNN.ext every N steps")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="bits per channel (16: .png or .tif)")
@@ -112,7 +118,8 @@ def config_from_args(args: argparse.Namespace, given: set[str] | None = None) ->
         style_loss=args.style_loss, style_blend_weights=args.style_blend_weights,
         style_scale=args.style_scale[0] if len(args.style_scale) == 1 else args.style_scale,
         color=args.color, scales=args.scales, scale_ratio=args.scale_ratio, scale_steps=args.scale_steps,
-        average=args.average, normalize_vgg=args.normalize_vgg, seed=args.seed,
+        average=args.average, normalize_vgg=args.normalize_vgg, seed=args.seed, tile=args.tile,
+        max_memory=args.max_memory,
         chunk=args.save_every if args.save_every else _DEFAULT.chunk,
     )
     if getattr(args, "preset", "default") == "paper":
@@ -193,10 +200,15 @@ def _progress(config: StyleConfig, quiet: bool):
         return
     from tqdm.auto import tqdm
 
-    total = config.steps + (config.scales - 1) * (config.scale_steps or config.steps)
+    total = sum(steps for _, steps in config.schedule())
     bar = tqdm(total=total, unit="step", desc="stylize", dynamic_ncols=True)
 
+    told = set()
+
     def callback(p):
+        if p.tiling and p.scale not in told:  # say once per scale that (and how) it runs tiled
+            told.add(p.scale)
+            bar.write(f"jaxstyle: {p.tiling}")
         bar.update(p.step - bar.n)
         bar.set_postfix(loss=f"{p.loss:.4g}")
 

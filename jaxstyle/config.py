@@ -10,6 +10,9 @@ from . import color, losses, optimize, vgg
 from .errors import JaxstyleError
 
 INITS = ("content", "noise")
+AUTO_SCALES_ABOVE = 1024  # automatic coarse-to-fine (scales=0) above this long side
+AUTO_COARSEST = 512
+AUTO_MIN_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,20 @@ class StyleConfig:
         ``"histogram"`` (the painting recoloured to the photo's colour mean and covariance first);
         Gatys et al. 2017.
       scales: number of sizes, coarse to fine, each ``scale_ratio`` smaller than the next, ending at
-        ``size``; 1 = single scale.
+        ``size``; 1 = single scale; 0 (default) = automatic: one scale up to ``AUTO_SCALES_ABOVE``
+        px, above it coarse to fine by factors of two from 512-1023 px, most steps at the coarse
+        scales (see :meth:`schedule`).
       scale_ratio: size ratio between consecutive scales.
       scale_steps: iterations at each coarser scale; ``None`` = ``steps``. The final scale runs ``steps``.
       average: decay of an exponential moving average of the image (bias-corrected), returned
         instead of the last iterate; 0 disables it. Removes Adam's high-frequency noise (e.g. 0.9).
       normalize_vgg: rescale the VGG weights so each filter's mean activation over calibration
         images (the bundled examples) is one, as the paper does (``jaxstyle.normalize``).
+      tile: core size in pixels of the exact tiled evaluation (``jaxstyle.tiling``), which keeps
+        memory flat whatever the image size; ``None`` (default) = tile only when the image does not
+        fit ``max_memory`` untiled; 0 = never tile.
+      max_memory: memory budget in GB that decides tiling and the tile size; ``None`` = 70% of the
+        memory free on the device.
       seed: seed of every random choice (the noise image).
       chunk: steps between progress reports (the device is only waited on then).
     """
@@ -80,11 +90,13 @@ class StyleConfig:
     style_blend_weights: tuple[float, ...] | None = None
     style_scale: float | tuple[float, ...] = 1.0
     color: str = "none"
-    scales: int = 1
+    scales: int = 0
     scale_ratio: float = 2**0.5
     scale_steps: int | None = None
     average: float = 0.0
     normalize_vgg: bool = False
+    tile: int | None = None
+    max_memory: float | None = None
     seed: int = 0
     chunk: int = 10
 
@@ -145,10 +157,17 @@ class StyleConfig:
             vgg.check_layers(self.content_layers, "content layer")
         if self.style_layers:  # empty: content only (content reconstruction, Fig. 1 bottom)
             vgg.check_layers(self.style_layers, "style layer")
-        for name in ("size", "steps", "chunk", "scales") + (("scale_steps",) if self.scale_steps is not None else ()):
+        for name in ("size", "steps", "chunk") + (("scale_steps",) if self.scale_steps is not None else ()):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise JaxstyleError(f"`{name}` (={value!r}) must be a positive integer")
+        if not isinstance(self.scales, int) or self.scales < 0:
+            raise JaxstyleError(f"`scales` (={self.scales!r}) must be a positive integer, or 0 for automatic")
+        if self.tile is not None and not (isinstance(self.tile, int) and self.tile >= 0):
+            raise JaxstyleError(f"`tile` (={self.tile!r}) must be a tile size in pixels (e.g. 512), or 0 to never tile")
+        if self.max_memory is not None and not (isinstance(self.max_memory, (int, float))
+                                                and math.isfinite(self.max_memory) and self.max_memory > 0):
+            raise JaxstyleError(f"`max_memory` (={self.max_memory!r}) must be a positive number of GB, e.g. 8")
         if self.size < self.min_size:
             raise JaxstyleError(
                 f"`size` (={self.size}) is too small for layers down to "
@@ -160,7 +179,7 @@ class StyleConfig:
             raise JaxstyleError(f"`noise_scale` (={self.noise_scale!r}) must be in [0, 1], e.g. 0.5; 1 = uniform in [0, 1]")
         if not (isinstance(self.scale_ratio, (int, float)) and self.scale_ratio > 1):
             raise JaxstyleError(f"`scale_ratio` (={self.scale_ratio!r}) must be a number > 1, e.g. 1.414")
-        if self.scales > 1 and self.sizes()[0] < self.min_size:
+        if self.sizes()[0] < self.min_size:
             raise JaxstyleError(
                 f"`scales` (={self.scales}) makes the coarsest size {self.sizes()[0]} px, below the "
                 f"{self.min_size} px the layers need: use fewer scales or a smaller scale_ratio"
@@ -190,7 +209,29 @@ class StyleConfig:
 
     def sizes(self) -> list[int]:
         """Long side of each scale, coarse to fine, ending at ``size``."""
-        return [max(1, round(self.size / self.scale_ratio**k)) for k in reversed(range(self.scales))]
+        return [size for size, _ in self.schedule()]
+
+    def schedule(self) -> list[tuple[int, int]]:
+        """(long side, iterations) of each scale, coarse to fine, ending at ``(size, steps)``.
+
+        Automatic (``scales=0``): one scale up to ``AUTO_SCALES_ABOVE`` px. Above, sizes halve down
+        to 512-1023 px; the coarsest runs ``steps`` iterations and each finer one a third of the
+        previous (at least ``AUTO_MIN_STEPS``): 4096 px with 300 steps runs 300, 100, 33 and 11 at
+        512, 1024, 2048 and 4096 px. A full-resolution evaluation costs 64x one at 512 px, so most
+        of the work is done where it is cheap; the fine scales only sharpen what is already there.
+        """
+        if self.scales == 0:
+            sizes = [self.size]
+            while self.size > AUTO_SCALES_ABOVE and sizes[0] // 2 >= AUTO_COARSEST:
+                sizes.insert(0, sizes[0] // 2)
+            return [(size, self.steps if k == 0 else max(AUTO_MIN_STEPS, self.steps // 3**k)) for k, size in enumerate(sizes)]
+        sizes = [max(1, round(self.size / self.scale_ratio**k)) for k in reversed(range(self.scales))]
+        return [(size, self.scale_steps or self.steps) for size in sizes[:-1]] + [(sizes[-1], self.steps)]
+
+    @property
+    def memory_budget(self) -> float | None:
+        """``max_memory`` in bytes (``None``: decided from the free memory)."""
+        return None if self.max_memory is None else float(self.max_memory) * 2**30
 
     def style_scales(self, n_styles: int) -> tuple[float, ...]:
         """One scale per style image; raises if a per-style tuple has the wrong length."""

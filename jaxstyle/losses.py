@@ -51,11 +51,18 @@ def gram(features: jax.Array) -> jax.Array:
 
 def content_loss(features: jax.Array, target: jax.Array, normalization: Normalization = "relative") -> jax.Array:
     """Squared error of feature maps (eq. 1). ``features`` and ``target``: (H, W, C)."""
-    sq = jnp.sum(jnp.square(features - target))
+    return content_from_squared_error(jnp.sum(jnp.square(features - target)), target, normalization)
+
+
+def content_from_squared_error(sq: jax.Array, target: jax.Array, normalization: Normalization = "relative") -> jax.Array:
+    """Eq. (1) from ``sq``, the squared error summed over every position of ``target`` ((H, W, C)).
+
+    The tiled evaluation (``jaxstyle.tiling``) sums ``sq`` tile by tile and finishes here.
+    """
     if normalization == "paper":
         return 0.5 * sq
     if normalization == "area":
-        return 0.5 * sq / (features.shape[0] * features.shape[1])
+        return 0.5 * sq / (target.shape[0] * target.shape[1])
     return sq / (jnp.sum(jnp.square(target)) + _EPS)
 
 
@@ -85,10 +92,15 @@ def _sqrtm_psd(m: jax.Array) -> jax.Array:
 def style_statistic(features: jax.Array, kind: str = "gram"):
     """What a style loss compares: the Gram matrix, or mean and covariance (plus its square root,
     used only on targets) for the Wasserstein-2 loss."""
+    return style_target(gram(features) if kind == "gram" else feature_stats(features), kind)
+
+
+def style_target(statistic, kind: str = "gram"):
+    """A painting's statistic as a style target: for ``"wasserstein"`` it also carries the square root
+    of the covariance (computed once per painting, not per step)."""
     if kind == "gram":
-        return gram(features)
-    stats = feature_stats(features)
-    return {**stats, "cov_sqrt": _sqrtm_psd(stats["cov"])}
+        return statistic
+    return {"mean": statistic["mean"], "cov": statistic["cov"], "cov_sqrt": _sqrtm_psd(statistic["cov"])}
 
 
 def wasserstein_layer_loss(x_stats: dict, target: dict, normalization: Normalization = "relative") -> jax.Array:
@@ -122,10 +134,16 @@ def style_loss(features: jax.Array, targets, blend: jax.Array, normalization: No
       blend: (S,) weights of the style images (they sum to one).
       kind: ``"gram"`` (the paper) or ``"wasserstein"``.
     """
-    if kind == "gram":
-        per_style = jax.vmap(style_layer_loss, in_axes=(None, 0, None))(gram(features), targets, normalization)
-    else:
-        per_style = jax.vmap(wasserstein_layer_loss, in_axes=(None, 0, None))(feature_stats(features), targets, normalization)
+    statistic = gram(features) if kind == "gram" else feature_stats(features)
+    return style_loss_of_statistic(statistic, targets, blend, normalization, kind)
+
+
+def style_loss_of_statistic(statistic, targets, blend: jax.Array, normalization: Normalization = "relative",
+                            kind: str = "gram") -> jax.Array:
+    """:func:`style_loss` from the image's statistic: its (C, C) Gram matrix (``"gram"``) or
+    ``{"mean": (C,), "cov": (C, C)}`` (``"wasserstein"``), however it was summed (whole or tiled)."""
+    layer_loss = style_layer_loss if kind == "gram" else wasserstein_layer_loss
+    per_style = jax.vmap(layer_loss, in_axes=(None, 0, None))(statistic, targets, normalization)
     return jnp.dot(blend, per_style)
 
 

@@ -77,8 +77,10 @@ def _guarded(kind: Optimizer, linesearch: Linesearch) -> bool:
     return kind == "lbfgs" and linesearch == "none"
 
 
-def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none"):
-    """The pure, unjitted ``step(x, state, lr, data) -> Step`` minimising ``loss_fn(x, data)``.
+def make_update(kind: Optimizer, linesearch: Linesearch = "none"):
+    """The pure ``update(x, state, lr, value, grad, value_fn=None) -> Step``: one optimizer iteration
+    from the loss ``value`` and its ``grad`` at ``x``, however they were computed (whole, or tile by
+    tile as in ``jaxstyle.tiling``). ``value_fn`` is needed only by the L-BFGS line searches.
 
     L-BFGS without a line search is guarded: a step that multiplied the loss by more than
     ``GUARD_FACTOR`` (or made it NaN) is rejected at the next evaluation, which then restarts
@@ -90,12 +92,7 @@ def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none
     uses_state = kind == "lbfgs" and linesearch != "none"
     guard = _guarded(kind, linesearch)
 
-    def step(x, state, lr, data) -> Step:
-        value_fn = lambda p: loss_fn(p, data)
-        if uses_state:  # the line search already evaluated value and gradient at x
-            value, grad = optax.value_and_grad_from_state(value_fn)(x, state=state)
-        else:
-            value, grad = jax.value_and_grad(value_fn)(x)
+    def update(x, state, lr, value, grad, value_fn=None) -> Step:
         inner = state
         if guard:
             # Non-monotone: L-BFGS without a line search may raise the loss for a step and recover;
@@ -118,6 +115,23 @@ def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none
             evals = jnp.int32(1)
         new_state = Guarded(inner, x, value, grad, scale) if guard else inner
         return Step(new_x, new_state, value, evals)
+
+    return update
+
+
+def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none"):
+    """The pure, unjitted ``step(x, state, lr, data) -> Step`` minimising ``loss_fn(x, data)``:
+    one loss-and-gradient evaluation, then :func:`make_update`'s iteration."""
+    uses_state = kind == "lbfgs" and linesearch != "none"
+    update = make_update(kind, linesearch)
+
+    def step(x, state, lr, data) -> Step:
+        value_fn = lambda p: loss_fn(p, data)
+        if uses_state:  # the line search already evaluated value and gradient at x
+            value, grad = optax.value_and_grad_from_state(value_fn)(x, state=state)
+        else:
+            value, grad = jax.value_and_grad(value_fn)(x)
+        return update(x, state, lr, value, grad, value_fn)
 
     return step
 
@@ -158,3 +172,24 @@ def state_initializer(kind: Optimizer, linesearch: Linesearch = "none"):
         return Guarded(inner, x, jnp.asarray(jnp.inf, x.dtype), jnp.zeros_like(x), jnp.asarray(1.0, x.dtype))
 
     return jax.jit(init)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_update(kind: Optimizer, linesearch: Linesearch):
+    return jax.jit(make_update(kind, linesearch), donate_argnames=("state",))
+
+
+def evaluated_step(value_and_grad: Callable, kind: Optimizer, linesearch: Linesearch = "none"):
+    """``step(x, state, lr, data) -> Step`` from a loss-and-gradient function that is not one jitted
+    program (``value_and_grad(x, data) -> (value, grad)``, e.g. the tiled evaluation, which queues a
+    jitted call per tile), followed by the jitted :func:`make_update`. Line searches need to evaluate
+    the loss inside the jitted update, so only ``linesearch="none"`` is possible here."""
+    if kind == "lbfgs" and linesearch != "none":
+        raise ValueError("a step from an external evaluation supports L-BFGS only without a line search")
+    update = _jitted_update(kind, linesearch)
+
+    def step(x, state, lr, data) -> Step:
+        value, grad = value_and_grad(x, data)
+        return update(x, state, lr, value, grad)
+
+    return step

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import color
 from . import image as image_io
-from . import objective, optimize
+from . import objective, optimize, tiling
 from .config import StyleConfig, layer_weights
 from .errors import JaxstyleError
 from .weights import VGGWeights, load_bundled
@@ -35,6 +35,7 @@ class Progress:
     image: Callable[[], np.ndarray]  # current image on demand, (H, W, 3) in [0, 1]
     terms: Callable[[], dict]  # current weighted loss terms on demand: content, style, tv, total
     scale: int = 0  # index of the current scale (0 = coarsest)
+    tiling: str = ""  # how the current scale is evaluated when tiled (``TilePlan.describe``), else ""
 
 
 @dataclass(frozen=True)
@@ -159,8 +160,7 @@ def finish_colour(image: np.ndarray, content: np.ndarray, config: StyleConfig) -
 
 def scale_plan(config: StyleConfig) -> list[tuple[int, int]]:
     """(long side, iterations) of each scale, coarse to fine."""
-    sizes = config.sizes()
-    return [(size, config.scale_steps or config.steps) for size in sizes[:-1]] + [(sizes[-1], config.steps)]
+    return config.schedule()
 
 
 def images_at(content: np.ndarray, styles: Sequence[np.ndarray], size: int, config: StyleConfig):
@@ -171,9 +171,8 @@ def images_at(content: np.ndarray, styles: Sequence[np.ndarray], size: int, conf
     return content_k, _styles_at(styles, size, config)
 
 
-def make_objective(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig):
-    """The loss's ``data`` pytree ``(weights, targets, coefficients, spec)`` for these images."""
-    spec = objective.ObjectiveSpec(
+def objective_spec(config: StyleConfig) -> objective.ObjectiveSpec:
+    return objective.ObjectiveSpec(
         content_layers=tuple(config.content_layers),
         style_layers=tuple(config.style_layers),
         pooling=config.pooling,
@@ -181,7 +180,45 @@ def make_objective(weights: VGGWeights, content: np.ndarray, styles: Sequence[np
         tv_kind=config.tv_kind,
         style_loss=config.style_loss,
     )
-    targets = objective.make_targets(weights, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec)
+
+
+def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | None:
+    """How an image of ``shape`` is evaluated under ``config``: whole (``None``) or tiled."""
+    plan = tiling.choose_plan(shape[0], shape[1], objective_spec(config).layers, max_memory=config.memory_budget,
+                              tile=config.tile)
+    if plan is not None and config.style_loss == "wasserstein":
+        # The W2 statistics tile exactly (tiling.combine_moments), but on this project's CPU runtime
+        # (jax 0.10.2) the tiled W2 loss hung the process intermittently, idle, inside XLA.
+        raise JaxstyleError(
+            f"a {shape[1]}x{shape[0]} image needs the tiled evaluation, which does not yet support "
+            f"--style-loss wasserstein: use --style-loss gram, or a smaller --size (or --tile 0 to try untiled)"
+        )
+    if plan is not None and config.optimizer == "lbfgs" and config.linesearch != "none":
+        raise JaxstyleError(
+            f"a {shape[1]}x{shape[0]} image is evaluated tile by tile, and the L-BFGS line search "
+            f"{config.linesearch!r} cannot run tiled: use --linesearch none (the default), or --tile 0 if it fits in memory"
+        )
+    return plan
+
+
+def make_objective(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig,
+                   tiles: tiling.TilePlan | None = None):
+    """The loss's ``data`` pytree ``(weights, targets, coefficients, spec)`` for these images.
+
+    With a tile plan, the targets are computed crop by crop too (forward only), so a huge photo or
+    painting never needs its whole activations at once.
+    """
+    spec = objective_spec(config)
+    if tiles is None:
+        targets = objective.make_targets(weights, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec)
+    else:
+        per_style = [tiling.style_statistics(weights, jnp.asarray(s), spec.style_layers, spec.pooling, spec.style_loss,
+                                             tiles.tile) for s in styles]
+        targets = objective.Targets(
+            content=tiling.features(weights, jnp.asarray(content), spec.content_layers, spec.pooling, tiles.tile),
+            style={layer: jax.tree.map(lambda *xs: jnp.stack(xs), *[p[layer] for p in per_style])
+                   for layer in spec.style_layers},
+        )
     coef = objective.LossWeights(
         alpha=jnp.float32(config.content_weight),
         beta=jnp.float32(config.style_weight),
@@ -223,12 +260,25 @@ def run_steps(step, x, state, lr, data, steps: int, config: StyleConfig, *, repo
     return x, history, np.sum(np.stack(jax.device_get(evals)), axis=0), first_step
 
 
-def optimize_image(x: jax.Array, data, config: StyleConfig, steps: int, *, report=None) -> tuple:
+def loss_terms(x: jax.Array, data, tiles: tiling.TilePlan | None = None) -> dict:
+    """The weighted loss terms (content, style, tv, total) at ``x``, whole or tile by tile."""
+    if tiles is None:
+        return _final_terms(x, data)
+    return tiling.loss_terms(x, *data, tiles)
+
+
+def optimize_image(x: jax.Array, data, config: StyleConfig, steps: int, *, report=None,
+                   tiles: tiling.TilePlan | None = None) -> tuple:
     """Run ``steps`` optimizer iterations from ``x``; returns (image, losses, evaluations, first_step_s).
 
-    ``report(i, loss, x_now)`` is called every ``config.chunk`` steps and after the last.
+    ``report(i, loss, x_now)`` is called every ``config.chunk`` steps and after the last. With a tile
+    plan each evaluation runs tile by tile (``jaxstyle.tiling``), exactly.
     """
-    step = optimize.step_fn(_loss, config.optimizer, config.linesearch)
+    if tiles is None:
+        step = optimize.step_fn(_loss, config.optimizer, config.linesearch)
+    else:
+        step = optimize.evaluated_step(lambda x, data: tiling.value_and_grad(x, *data, tiles),
+                                       config.optimizer, config.linesearch)
     state = optimize.state_initializer(config.optimizer, config.linesearch)(x)
     x, history, evaluations, first_step = run_steps(step, x, state, jnp.float32(config.learning_rate), data,
                                                     steps, config, report=report)
@@ -273,7 +323,8 @@ def stylize(
     histories, evaluations, first_step, x, data = [], 0, None, None, None
     for k, (size, steps) in enumerate(plan):
         content_k, styles_k = images_at(content_arr, originals, size, config)
-        data = make_objective(weights, content_k, styles_k, config)
+        tiles = tile_plan(content_k.shape, config)
+        data = make_objective(weights, content_k, styles_k, config, tiles)
         if x is None:
             x = initial_image(config, content_k)
         else:  # coarse to fine: upsample the previous result and continue from it
@@ -281,22 +332,23 @@ def stylize(
 
         report = None
         if callback is not None:
-            def report(i, loss, current, k=k, offset=done, data=data):
+            def report(i, loss, current, k=k, offset=done, data=data, tiles=tiles):
                 callback(Progress(
                     offset + i, total_steps, loss, time.perf_counter() - t_load,
                     image=lambda: np.clip(np.asarray(current), 0.0, 1.0),
-                    terms=lambda: {n: float(v) for n, v in _final_terms(jnp.clip(current, 0.0, 1.0), data).items()},
+                    terms=lambda: {n: float(v) for n, v in loss_terms(jnp.clip(current, 0.0, 1.0), data, tiles).items()},
                     scale=k,
+                    tiling=tiles.describe() if tiles is not None else "",
                 ))
 
-        x, history, n_evals, first = optimize_image(x, data, config, steps, report=report)
+        x, history, n_evals, first = optimize_image(x, data, config, steps, report=report, tiles=tiles)
         histories.append(history)
         evaluations += n_evals
         first_step = first if first_step is None else first_step
         done += steps
 
     x = jnp.clip(x, 0.0, 1.0)
-    terms = {k: float(v) for k, v in _final_terms(x, data).items()}
+    terms = {k: float(v) for k, v in loss_terms(x, data, tiles).items()}
     out = finish_colour(np.asarray(x), content_arr, config)
     t_end = time.perf_counter()
     return Result(
@@ -304,6 +356,7 @@ def stylize(
         history=np.concatenate(histories),
         terms=terms,
         evaluations=evaluations,
-        timings={"load": t_load - t0, "first_step": first_step, "optimize": t_end - t_load, "total": t_end - t0},
+        timings={"load": t_load - t0, "first_step": first_step, "optimize": t_end - t_load, "total": t_end - t0,
+                 "batch_size": 1, "devices": 1},
         config=config,
     )

@@ -10,6 +10,7 @@ from typing import Iterable, Literal, Mapping
 
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from .errors import JaxstyleError
 
@@ -105,8 +106,8 @@ def features(
             x = _conv(x, params[name]["kernel"], params[name]["bias"])
         elif name.startswith("relu"):
             x = jax.nn.relu(x)
-        else:
-            x = _pool(x, pooling)
+        else:  # named, so a jax.checkpoint policy can keep just the block outputs (bench/memory.py)
+            x = checkpoint_name(_pool(x, pooling), name)
         if name in wanted:
             out[name] = x
     return out

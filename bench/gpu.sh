@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The GPU table in one command (issues 10 and 12): jaxstyle against PyTorch on the same GPU, time for
+# 500 L-BFGS iterations at 512 px, and memory / time per evaluation untiled and tiled up to 8192 px.
+#   bash bench/gpu.sh            # on a machine with a CUDA GPU, jax[cuda] and torch
+#   SMOKE=1 bash bench/gpu.sh    # tiny sizes, to check the script on a CPU
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.95
+PY=${PYTHON:-python3}
+if [ -n "${SMOKE:-}" ]; then S=64; TS="64x48"; STEPS=5; MEM="128 256"; TILE=64; DEV=cpu; else S=512; TS="512x384 256x192"; STEPS=500; MEM="1024 4096 6144 8192"; TILE=1024; DEV=cuda; fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+$PY -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"
+echo "== bench/speed.py (JAX default precision: TF32 convolutions on this GPU)"
+$PY bench/speed.py --sizes $S --configs lbfgs/none adam/none --steps 20
+echo "== bench/speed.py, JAX_DEFAULT_MATMUL_PRECISION=highest (full float32, as torch below)"
+JAX_DEFAULT_MATMUL_PRECISION=highest $PY bench/speed.py --sizes $S --configs lbfgs/none --steps 20
+echo "== PyTorch, same objective, full float32"
+$PY bench/torch_reference.py --device $DEV --sizes $TS --lbfgs $STEPS
+echo "== jaxstyle: $STEPS L-BFGS iterations at $S px (CLI defaults otherwise), after compilation"
+for prec in default highest; do
+JAX_DEFAULT_MATMUL_PRECISION=$prec $PY - <<PYEOF
+import time, numpy as np, jaxstyle
+from jaxstyle.examples import CONTENT, STYLE
+cfg = jaxstyle.StyleConfig(size=$S, steps=$STEPS, chunk=$STEPS)
+r = jaxstyle.stylize(CONTENT, STYLE, cfg)
+t = r.timings
+print(f"precision $prec: {r.image.shape[1]}x{r.image.shape[0]}: {$STEPS} steps {t['optimize']:.2f} s in all, "
+      f"first step (compile) {t['first_step']:.2f} s, the rest {t['optimize'] - t['first_step']:.2f} s; "
+      f"loss {r.history[0]:.4g} -> {r.terms['total']:.4g}")
+PYEOF
+done
+echo "== bench/memory.py (device peak bytes in use)"
+$PY bench/memory.py --sizes $MEM --modes untiled tiled --tile $TILE --repeats 3

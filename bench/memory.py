@@ -1,0 +1,125 @@
+"""Peak memory and seconds per evaluation, untiled, tiled and checkpointed, by image size. Prints a table.
+
+    python bench/memory.py                          # long side 512, 1024, 2048, 4096 (4:3), CPU
+    python bench/memory.py --sizes 1024 --tile 512 --modes untiled tiled remat
+
+Each row runs in a fresh subprocess so its peak is its own: on the CPU the process's peak resident
+memory (ru_maxrss), on a GPU the device's peak bytes in use. One evaluation = loss and gradient of
+the default objective (content relu4_2, style relu1_1 … relu5_1, Gram, max pooling) on a synthetic
+4:3 photo and painting.
+
+Modes:
+  untiled   jax.value_and_grad of the whole objective (skipped where the memory model says it
+            cannot fit: the row says so)
+  tiled     jaxstyle.tiling's exact two-pass evaluation, cores of --tile px
+  remat     untiled, with jax.checkpoint saving only each VGG block's pooled output
+            (vgg.features names them) and recomputing the rest in the backward pass
+Columns: bytes/px = peak minus the process's baseline (measured before any image work) per output pixel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def measure(size: int, mode: str, tile: int | None, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxstyle import StyleConfig, load_bundled, objective, tiling, transfer
+
+    device = jax.devices()[0]
+    gpu = device.platform != "cpu"
+
+    def peak() -> int:
+        if gpu:
+            return device.memory_stats()["peak_bytes_in_use"]
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    weights = load_bundled()
+    jax.block_until_ready(weights.params)
+    baseline = peak()
+    h, w = size * 3 // 4, size
+    cfg = StyleConfig(size=size)
+    spec = transfer.objective_spec(cfg)
+    plan = None
+    if mode == "tiled":
+        plan = tiling.make_plan(h, w, tile, spec.layers)
+    i = jnp.arange(h, dtype=jnp.float32).reshape(h, 1, 1)
+    j = jnp.arange(w, dtype=jnp.float32).reshape(1, w, 1)
+    c = jnp.arange(3, dtype=jnp.float32).reshape(1, 1, 3)
+    content = 0.5 + 0.4 * jnp.sin(0.05 * i + 0.03 * j + c) * jnp.cos(0.011 * j - 0.7 * c)
+    style = 0.5 + 0.4 * jnp.sign(jnp.sin(0.2 * (i + j) + c))[: h // 2, : w // 2]
+    data = transfer.make_objective(weights, content, [style], cfg, plan if mode == "tiled" else None)
+    x = 0.9 * content + 0.05
+    if mode == "tiled":
+        evaluate = lambda x: tiling.value_and_grad(x, *data, plan)
+    else:
+        loss = lambda x: objective.total_loss(x, *data)
+        if mode == "remat":
+            names = tuple(f"pool{b}" for b in range(1, 6))
+            loss = jax.checkpoint(loss, policy=jax.checkpoint_policies.save_only_these_names(*names))
+        evaluate = jax.jit(jax.value_and_grad(loss))
+    t = time.perf_counter()
+    jax.block_until_ready(evaluate(x))
+    first = time.perf_counter() - t
+    times = []
+    for k in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(evaluate(x + 1e-3 * (k + 1)))
+        times.append(time.perf_counter() - t)
+    top = peak()
+    return {"size": f"{w}x{h}", "mode": mode, "tile": plan.tile if plan else None,
+            "tiles": len(plan.tiles) if plan else 1, "eval_s": statistics.median(times) if times else float("nan"),
+            "first_s": first,
+            "peak_bytes": top, "bytes_per_px": (top - baseline) / (h * w), "device": device.device_kind}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096])
+    p.add_argument("--modes", nargs="+", default=["untiled", "tiled"], choices=("untiled", "tiled", "remat"))
+    p.add_argument("--tile", type=int, default=512, help="core size of the tiled rows")
+    p.add_argument("--repeats", type=int, default=2,
+                   help="timed evaluations per row after the first (0: only the first, compilation included)")
+    p.add_argument("--one", nargs=2, metavar=("SIZE", "MODE"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(measure(int(args.one[0]), args.one[1], args.tile, args.repeats)))
+        return 0
+    from jaxstyle import tiling
+
+    header = f"{'size':>10} {'mode':<8} {'tile':>5} {'tiles':>5} {'eval_s':>8} {'first_s':>8} {'peak_GB':>8} {'bytes/px':>8}"
+    print(header)
+    print("-" * len(header), flush=True)
+    device = "?"
+    for size in args.sizes:
+        for mode in args.modes:
+            h, w = size * 3 // 4, size
+            if mode != "tiled" and tiling.untiled_bytes(h, w) > tiling.free_memory_bytes():
+                print(f"{w:>5}x{h:<4} {mode:<8} skipped: needs about {tiling.untiled_bytes(h, w) / 2**30:.0f} GB "
+                      f"untiled, {tiling.free_memory_bytes() / 2**30:.0f} GB free", flush=True)
+                continue
+            out = subprocess.run([sys.executable, __file__, "--one", str(size), mode, "--tile", str(args.tile),
+                                  "--repeats", str(args.repeats)], capture_output=True, text=True, env=os.environ)
+            if out.returncode != 0:
+                last = (out.stderr.strip().splitlines() or ["?"])[-1][:150]
+                print(f"{w:>5}x{h:<4} {mode:<8} failed: {last}", flush=True)
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            device = r["device"]
+            print(f"{r['size']:>10} {r['mode']:<8} {r['tile'] or '-':>5} {r['tiles']:>5} {r['eval_s']:8.3f} "
+                  f"{r['first_s']:8.1f} {r['peak_bytes'] / 2**30:8.2f} {r['bytes_per_px']:8.0f}", flush=True)
+    print(f"device: {device}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""Exact tiled evaluation of the objective: loss and gradient at a memory that does not grow with the image.
+
+The objective of Gatys et al. (2015) depends on the image only through sums over positions: the
+content term through the summed squared error of feature maps (eq. 1), each style layer through
+``S1 = sum_p f_p`` and ``S2 = sum_p f_p f_p^T`` (the Gram matrix is ``S2 / M``; mean and covariance
+for the Wasserstein loss come from both). Call these sums the *parts*. One evaluation then runs in
+two passes over tiles of the image:
+
+1. forward only, each tile computes its share of the parts (``_forward``);
+2. the loss is a small function of the parts, so its gradient with respect to them (the cotangent,
+   a ``(C, C)`` matrix per style layer and a scalar per content layer) is computed once; each tile's
+   VJP with that cotangent is its input gradient, added into the full gradient (``_backprop``).
+
+Exactness: a tile computes features on a *crop* of the image that extends ``halo`` pixels beyond its
+*core* (the positions it owns), with ``halo`` at least the receptive-field radius of the deepest
+layer plus one pooling stride; crops start on the stride grid (so pooling windows line up with the
+whole image's) and end flush with the image where they reach it (VGG zero-pads every conv layer at
+the image's edge, not at a tile's: a crop never pads the image itself). Every owned feature is then
+computed exactly as on the whole image, and the tiled loss and gradient equal the untiled ones up to
+float rounding (``tests/test_tiling.py``). All crops of an image have one shape, so each pass
+compiles once per image shape, whatever the number of tiles; tile positions are traced.
+
+Memory: one crop's activations (and their VJP residuals) plus image-sized buffers (the image, its
+gradient, the content target), measured by ``bench/memory.py``; :func:`choose_plan` picks untiled
+or the largest tile that fits a budget.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import losses, vgg
+from .errors import JaxstyleError
+
+# Memory model (bytes), measured with bench/memory.py on the 2-core CPU (XLA:CPU, float32, default
+# layers to relu5_1, one evaluation): peak RSS above the process's baseline, fitted over 256-1024 px.
+# Untiled: a loss-and-gradient evaluation keeps every activation for the backward pass.
+UNTILED_BYTES_PER_PIXEL = 3400
+# Tiled: per pixel of one crop (its forward and VJP), and per pixel of the image (x, gradient,
+# optimizer state: L-BFGS keeps 2 x 10 image-sized vectors, the guard two more, the content target).
+CROP_BYTES_PER_PIXEL = 3400
+STATE_BYTES_PER_PIXEL = 400
+BASE_BYTES = 600 << 20  # JAX, XLA, the weights
+TILE_CHOICES = (2048, 1536, 1024, 768, 512, 384, 256)  # core sizes tried, largest first
+
+
+def layer_stride(layer: str) -> int:
+    """Pixels of the input per position of ``layer``'s map (2 per pooling before it)."""
+    return 2 ** vgg.pools_before(layer)
+
+
+def receptive_radius(layers) -> int:
+    """Input pixels on either side of a position that the deepest of ``layers`` depends on."""
+    last = max(vgg.LAYERS.index(name) for name in vgg.check_layers(layers))
+    radius, stride = 0, 1
+    for name in vgg.LAYERS[: last + 1]:
+        if name.startswith("conv"):  # 3x3, padding 1
+            radius += stride
+        elif name.startswith("pool"):  # 2x2, stride 2
+            radius += stride
+            stride *= 2
+    return radius
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How an ``height`` x ``width`` image is cut: cores of ``tile`` px on a grid, crops with ``halo``.
+
+    ``crop`` is the one (h, w) shape of every crop; ``tiles`` holds, per tile,
+    ``(crop_y, crop_x, core_y0, core_y1, core_x0, core_x1)`` in image pixels.
+    """
+
+    height: int
+    width: int
+    tile: int
+    halo: int
+    stride: int
+    crop: tuple[int, int]
+    tiles: tuple[tuple[int, int, int, int, int, int], ...]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return len({t[2] for t in self.tiles}), len({t[4] for t in self.tiles})
+
+    def describe(self) -> str:
+        rows, cols = self.grid
+        return (f"tiled: {self.width}x{self.height} as {rows}x{cols} tiles of {self.tile} px "
+                f"(+{self.halo} px halo, crops {self.crop[1]}x{self.crop[0]})")
+
+
+def _axis(size: int, tile: int, halo: int, stride: int) -> tuple[int, list[tuple[int, int, int]]]:
+    """One axis: the crop length and, per core, (crop start, core start, core end)."""
+    # Crop length: core + halo on both sides + one stride of slack for rounding the start down, and
+    # congruent to the image's length modulo the stride, so a crop flush with the far edge also
+    # starts on the stride grid.
+    length = tile + 2 * halo + stride - 1
+    length += (size - length) % stride
+    if length >= size:
+        return size, [(0, 0, size)]
+    out = []
+    for start in range(0, size, tile):
+        end = min(start + tile, size)
+        crop = min(max(0, (start - halo) // stride * stride), size - length)
+        out.append((crop, start, end))
+    return length, out
+
+
+def make_plan(height: int, width: int, tile: int, layers, halo: int | None = None) -> TilePlan:
+    """Cut an image into cores of ``tile`` px (rounded down to the stride of ``layers``, at least one
+    stride) with crops exact for ``layers``. ``halo`` defaults to the receptive radius of the deepest
+    layer plus one stride (a crop's interior edge may drop up to a stride of rows at a pooling);
+    a smaller one is allowed for testing only (the result is then wrong near core edges)."""
+    layers = vgg.check_layers(layers)
+    stride = max(layer_stride(name) for name in layers)
+    tile = max(stride, int(tile) // stride * stride)
+    halo = receptive_radius(layers) + stride if halo is None else int(halo)
+    crop_h, rows = _axis(height, tile, halo, stride)
+    crop_w, cols = _axis(width, tile, halo, stride)
+    tiles = tuple((cy, cx, y0, y1, x0, x1) for cy, y0, y1 in rows for cx, x0, x1 in cols)
+    return TilePlan(height, width, tile, halo, stride, (crop_h, crop_w), tiles)
+
+
+def _tile_arrays(plan: TilePlan):
+    """Per tile: the crop origin (2,) and core bounds relative to the crop (4,), as int32 device arrays."""
+    return [(np.asarray([cy, cx], np.int32), np.asarray([y0 - cy, y1 - cy, x0 - cx, x1 - cx], np.int32))
+            for cy, cx, y0, y1, x0, x1 in plan.tiles]
+
+
+# --- what one crop contributes ------------------------------------------------------------------
+
+def _owned(shape, bounds, stride: int) -> jax.Array:
+    """(h, w, 1) float mask of the positions of a layer map (``stride`` px each) that the core owns."""
+    h, w = shape[0], shape[1]
+    rows = jnp.arange(h, dtype=jnp.int32).reshape(h, 1, 1)
+    cols = jnp.arange(w, dtype=jnp.int32).reshape(1, w, 1)
+    inside = ((rows >= bounds[0] // stride) & (rows < bounds[1] // stride)
+              & (cols >= bounds[2] // stride) & (cols < bounds[3] // stride))
+    return inside.astype(jnp.float32)
+
+
+def _at_layer(full: jax.Array, origin, shape, stride: int) -> jax.Array:
+    """The window of an image-sized layer map ``full`` that lies under a crop at ``origin``."""
+    return jax.lax.dynamic_slice(full, (origin[0] // stride, origin[1] // stride, 0), shape)
+
+
+def _window(x, origin, crop):
+    return jax.lax.dynamic_slice(x, (origin[0], origin[1], 0), (crop[0], crop[1], x.shape[-1]))
+
+
+def crop_parts(crop, origin, bounds, weights, content_targets: dict, style_layers: tuple, kind: str,
+               pooling: str) -> dict:
+    """The parts one crop's core contributes.
+
+    Args:
+      crop: (h, w, 3) RGB in [0, 1], a window of the image at ``origin`` (y, x).
+      bounds: (4,) int core rows/cols ``y0, y1, x0, x1`` relative to the crop.
+      content_targets: ``{layer: (H_l, W_l, C)}`` image-sized content targets (may be empty).
+      style_layers: the style layers; ``kind`` their loss (``"gram"`` or ``"wasserstein"``).
+      pooling: ``"max"`` or ``"avg"``.
+
+    Returns:
+      ``{"content": {layer: () summed squared error}, "style": {layer: …}}`` where a style layer has
+      ``{"s2": (C, C) sum of f f^T}`` for Gram losses and, for the Wasserstein loss, the core's own
+      count, mean and centred second moment ``{"n": (), "mean": (C,), "m2": (C, C)}``, which
+      :func:`combine_moments` merges stably instead of summing raw moments (whose difference
+      ``S2/M - mean mean^T`` loses precision, and the W2 gradient amplifies it).
+    """
+    from .objective import image_features
+
+    layers = tuple(dict.fromkeys(tuple(content_targets) + tuple(style_layers)))
+    feats = image_features(weights, crop, layers, pooling)
+    content = {}
+    for layer, target in content_targets.items():
+        f = feats[layer]
+        mask = _owned(f.shape, bounds, layer_stride(layer))
+        t = _at_layer(target, origin, f.shape, layer_stride(layer))
+        content[layer] = jnp.sum(mask * jnp.square(f - t))
+    style = {}
+    for layer in style_layers:
+        f = feats[layer]
+        c = f.shape[-1]
+        mask = _owned(f.shape, bounds, layer_stride(layer)).reshape(-1, 1)
+        f = f.reshape(-1, c)
+        if kind == "gram":
+            style[layer] = {"s2": jnp.matmul((mask * f).T, f, precision=jax.lax.Precision.HIGHEST)}
+        else:
+            n = jnp.sum(mask)  # 0 for a core of a few pixels at the edge that floor pooling drops
+            mean = jnp.sum(mask * f, axis=0) / jnp.maximum(n, 1.0)
+            centred = f - mean.reshape(1, c)
+            m2 = jnp.matmul((mask * centred).T, centred, precision=jax.lax.Precision.HIGHEST)
+            style[layer] = {"n": n, "mean": mean, "m2": m2}
+    return {"content": content, "style": style}
+
+
+def combine_moments(parts: dict, kind: str, positions: int):
+    """One style layer's statistic from its per-tile parts stacked on axis 0: the Gram matrix, or
+    ``{"mean", "cov"}`` (per-tile means and centred moments merged as in Chan, Golub & LeVeque 1979)."""
+    if kind == "gram":
+        return jnp.sum(parts["s2"], axis=0) / positions
+    n = parts["n"].reshape(-1, 1)  # (T, 1)
+    mean = jnp.sum(n * parts["mean"], axis=0) / positions
+    d = parts["mean"] - mean.reshape(1, -1)  # (T, C)
+    between = jnp.matmul((n * d).T, d, precision=jax.lax.Precision.HIGHEST)
+    return {"mean": mean, "cov": (jnp.sum(parts["m2"], axis=0) + between) / positions}
+
+
+def _positions(shape, layer: str) -> int:
+    s = layer_stride(layer)
+    return (shape[0] // s) * (shape[1] // s)
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _objective_parts(crop, origin, bounds, weights, targets, spec):
+    return crop_parts(crop, origin, bounds, weights, targets.content, spec.style_layers, spec.style_loss, spec.pooling)
+
+
+@functools.partial(jax.jit, static_argnames=("crop", "spec"))
+def _forward(x, origin, bounds, weights, targets, crop, spec):
+    return _objective_parts(_window(x, origin, crop), origin, bounds, weights, targets, spec)
+
+
+@functools.partial(jax.jit, static_argnames=("crop", "spec"), donate_argnames=("grad",))
+def _backprop(grad, x, origin, bounds, cotangents, index, weights, targets, crop, spec):
+    start = (origin[0], origin[1], 0)
+    f = lambda c: _objective_parts(c, origin, bounds, weights, targets, spec)
+    _, vjp = jax.vjp(f, _window(x, origin, crop))
+    (g,) = vjp(jax.tree.map(lambda a: a[index], cotangents))
+    return jax.lax.dynamic_update_slice(grad, jax.lax.dynamic_slice(grad, start, g.shape) + g, start)
+
+
+# --- the objective from its parts -----------------------------------------------------------------
+
+def terms_from_parts(parts, x, targets, coef, spec) -> dict:
+    """The weighted terms (content, style, tv, total) of the image ``x`` whose per-tile parts,
+    stacked on a leading tile axis, these are."""
+    content = sum(
+        coef.content_layers[i] * losses.content_from_squared_error(jnp.sum(parts["content"][layer]),
+                                                                   targets.content[layer], spec.normalization)
+        for i, layer in enumerate(spec.content_layers)
+    )
+    style = sum(
+        coef.style_layers[i] * losses.style_loss_of_statistic(
+            combine_moments(parts["style"][layer], spec.style_loss, _positions(x.shape, layer)),
+            targets.style[layer], coef.blend, spec.normalization, spec.style_loss)
+        for i, layer in enumerate(spec.style_layers)
+    )
+    terms = {"content": coef.alpha * content, "style": coef.beta * style,
+             "tv": coef.tv * losses.tv_loss(x, spec.tv_kind)}
+    terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+    return terms
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _finish(parts, x, targets, coef, spec):
+    """Loss, every tile's cotangent, and the (local, whole-image) TV term's gradient, from pass 1."""
+    def total(parts, x):
+        return terms_from_parts(parts, x, targets, coef, spec)["total"]
+
+    value, (cotangents, grad_tv) = jax.value_and_grad(total, argnums=(0, 1))(_stack(parts), x)
+    return value, cotangents, grad_tv
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _terms(parts, x, targets, coef, spec):
+    return terms_from_parts(_stack(parts), x, targets, coef, spec)
+
+
+# Every call is waited on before the next is queued. On this 2-core machine (jax 0.10.2, XLA:CPU)
+# a process hung for good, idle, when a computation with an eigendecomposition (the W2 loss) or
+# dozens of tile calls were in flight and another was dispatched; one call at a time never did. A
+# tile takes far longer than the dispatch latency this costs (microseconds against 0.01-10 s).
+_sync = jax.block_until_ready
+
+
+def _parts(x, weights, targets, spec, plan: TilePlan) -> list:
+    return [_sync(_forward(x, origin, bounds, weights, targets, plan.crop, spec)) for origin, bounds in _tile_arrays(plan)]
+
+
+def value_and_grad(x: jax.Array, weights, targets, coef, spec, plan: TilePlan):
+    """Loss and gradient of the objective at ``x`` ((H, W, 3)), tile by tile, exactly.
+
+    Runs ``2 x len(plan.tiles) + 1`` jitted calls, one at a time.
+    """
+    value, cotangents, grad = _sync(_finish(_parts(x, weights, targets, spec, plan), x, targets, coef, spec))
+    for index, (origin, bounds) in enumerate(_tile_arrays(plan)):
+        grad = _sync(_backprop(grad, x, origin, bounds, cotangents, np.int32(index), weights, targets, plan.crop, spec))
+    return value, grad
+
+
+def loss_terms(x: jax.Array, weights, targets, coef, spec, plan: TilePlan) -> dict:
+    """The weighted loss terms at ``x``, forward only, tile by tile."""
+    return _sync(_terms(_parts(x, weights, targets, spec, plan), x, targets, coef, spec))
+
+
+# --- targets of images too large to evaluate whole ---------------------------------------------------
+
+def _channels(weights, layer: str) -> int:
+    if layer.startswith("pool"):
+        block = int(layer[4])
+        return weights.params[f"conv{block}_{vgg.BLOCK_CONVS[block - 1]}"]["bias"].shape[0]
+    return weights.params["conv" + layer[4:]]["bias"].shape[0]
+
+
+@functools.partial(jax.jit, static_argnames=("crop", "layers", "pooling"), donate_argnames=("out",))
+def _place_features(out, image, origin, bounds, weights, crop, layers, pooling):
+    from .objective import image_features
+
+    feats = image_features(weights, _window(image, origin, crop), layers, pooling)
+    new = {}
+    for layer in layers:
+        f, s = feats[layer], layer_stride(layer)
+        start = (origin[0] // s, origin[1] // s, 0)
+        old = jax.lax.dynamic_slice(out[layer], start, f.shape)
+        new[layer] = jax.lax.dynamic_update_slice(out[layer], jnp.where(_owned(f.shape, bounds, s) > 0, f, old), start)
+    return new
+
+
+def features(weights, image: jax.Array, layers, pooling: str, tile: int) -> dict:
+    """``jaxstyle.features`` of a large image, computed crop by crop (forward only), exactly."""
+    layers = tuple(layers)
+    if not layers:
+        return {}
+    plan = make_plan(image.shape[0], image.shape[1], tile, layers)
+    out = {layer: jnp.zeros((image.shape[0] // layer_stride(layer), image.shape[1] // layer_stride(layer),
+                             _channels(weights, layer)), jnp.float32) for layer in layers}
+    for origin, bounds in _tile_arrays(plan):
+        out = _sync(_place_features(out, image, origin, bounds, weights, plan.crop, layers, pooling))
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("crop", "layers", "kind", "pooling"))
+def _style_parts(image, origin, bounds, weights, crop, layers, kind, pooling):
+    return crop_parts(_window(image, origin, crop), origin, bounds, weights, {}, layers, kind, pooling)["style"]
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "kind"))
+def _style_targets(parts, shape, kind):
+    return {layer: losses.style_target(combine_moments(p, kind, _positions(shape, layer)), kind)
+            for layer, p in _stack(parts).items()}
+
+
+def style_statistics(weights, image: jax.Array, layers, pooling: str, kind: str, tile: int) -> dict:
+    """``{layer: losses.style_statistic(...)}`` of a large painting, crop by crop (forward only), exactly."""
+    layers = tuple(layers)
+    if not layers:
+        return {}
+    plan = make_plan(image.shape[0], image.shape[1], tile, layers)
+    parts = [_sync(_style_parts(image, origin, bounds, weights, plan.crop, layers, kind, pooling))
+             for origin, bounds in _tile_arrays(plan)]
+    return _style_targets(parts, tuple(image.shape[:2]), kind)
+
+
+# --- when to tile -------------------------------------------------------------------------------
+
+def free_memory_bytes() -> int:
+    """Memory free on the default device: the accelerator's own, else the host's available memory."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def untiled_bytes(height: int, width: int) -> int:
+    """Estimated peak bytes of an untiled run at this size."""
+    return BASE_BYTES + UNTILED_BYTES_PER_PIXEL * height * width
+
+
+def tiled_bytes(plan: TilePlan) -> int:
+    """Estimated peak bytes of a tiled run with this plan."""
+    return BASE_BYTES + CROP_BYTES_PER_PIXEL * plan.crop[0] * plan.crop[1] + STATE_BYTES_PER_PIXEL * plan.height * plan.width
+
+
+def choose_plan(height: int, width: int, layers, *, max_memory: float | None = None,
+                tile: int | None = None) -> TilePlan | None:
+    """``None`` (evaluate whole) or the tile plan for an image of this size.
+
+    Args:
+      layers: every layer the objective reads.
+      max_memory: budget in bytes; default 70% of :func:`free_memory_bytes`.
+      tile: force tiling with cores of this many pixels (``0``: never tile).
+
+    Returns:
+      ``None`` when the image fits untiled (or ``tile == 0``); else the plan with the largest core in
+      :data:`TILE_CHOICES` whose estimate fits. Raises :class:`JaxstyleError` when nothing fits.
+    """
+    if tile is not None:
+        if tile == 0:
+            return None
+        return make_plan(height, width, tile, layers)
+    budget = 0.7 * free_memory_bytes() if max_memory is None else float(max_memory)
+    if untiled_bytes(height, width) <= budget:
+        return None
+    for core in TILE_CHOICES:
+        plan = make_plan(height, width, core, layers)
+        if tiled_bytes(plan) <= budget:
+            return plan
+    smallest = make_plan(height, width, TILE_CHOICES[-1], layers)
+    raise JaxstyleError(
+        f"a {width}x{height} image needs about {tiled_bytes(smallest) / 2**30:.1f} GB even tiled at "
+        f"{TILE_CHOICES[-1]} px, over the {budget / 2**30:.1f} GB budget: lower --size or raise --max-memory"
+    )
