@@ -1,6 +1,8 @@
 """stylize(): the single entry point: photo + painting(s) + StyleConfig → Result (module: transfer).
 
-Multi-scale runs and colour control wrap the one optimisation loop, :func:`optimize_image`.
+Multi-scale runs and colour control wrap the one optimisation loop, :func:`optimize_image`. Each
+scale is evaluated whole or, when it would not fit the memory budget, tile by tile and exactly
+(:func:`tile_plan`, ``jaxstyle.tiling``).
 """
 
 from __future__ import annotations

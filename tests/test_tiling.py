@@ -194,3 +194,19 @@ def test_tiled_memory_does_not_grow_with_the_image():
     # STATE_BYTES_PER_PIXEL (which also covers L-BFGS's history), plus 64 MB of allocator slack.
     growth = large["rss"] - small["rss"]
     assert growth < tiling.STATE_BYTES_PER_PIXEL * extra_pixels + (64 << 20), (growth, extra_pixels)
+
+
+def test_a_batch_of_jobs_too_large_to_evaluate_whole_runs_each_job_tiled():
+    from jaxstyle.batch import Job, stylize_batch
+
+    cfg = StyleConfig(size=96, steps=3, optimizer="adam", style_layers=LAYERS_4[:2], content_layers=("relu2_2",),
+                      tile=32)
+    jobs = [Job(smooth_image(72, 96), (stripes(40, 40),), cfg),
+            Job(smooth_image(72, 96, 1.0), (stripes(40, 40),), cfg.replace(style_weight=100.0))]
+    seen = []
+    results = stylize_batch(jobs, on_result=lambda i, r: seen.append(i))
+    assert seen == [0, 1]
+    for job, result in zip(jobs, results):
+        alone = jaxstyle.stylize(job.content, list(job.styles), job.config)
+        np.testing.assert_array_equal(result.image, alone.image)  # the same (tiled) path, job by job
+    assert results[1].terms["style"] != results[0].terms["style"]
