@@ -175,7 +175,8 @@ def run(argv=None) -> int:
             if args.save_every and (p.step % args.save_every == 0 or p.step == p.steps):
                 save_image(p.image(), intermediate_path(output, p.step), args.bit_depth)
 
-        result = stylize(content, styles, config, weights=weights, callback=callback)
+        result = stylize(content, styles, config, weights=weights, callback=callback,
+                         log=None if args.quiet else _say)
     save_image(result.image, output, args.bit_depth)
     write_sidecar(output, metadata(result, content=args.content, styles=args.styles,
                                    weights_sha256=weights.sha256, argv=argv))
@@ -193,6 +194,13 @@ def run(argv=None) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    """A line on stderr that does not tear the progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"jaxstyle: {line}", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def _progress(config: StyleConfig, quiet: bool):
     if quiet:
@@ -203,12 +211,7 @@ def _progress(config: StyleConfig, quiet: bool):
     total = sum(steps for _, steps in config.schedule())
     bar = tqdm(total=total, unit="step", desc="stylize", dynamic_ncols=True)
 
-    told = set()
-
     def callback(p):
-        if p.tiling and p.scale not in told:  # say once per scale that (and how) it runs tiled
-            told.add(p.scale)
-            bar.write(f"jaxstyle: {p.tiling}")
         bar.update(p.step - bar.n)
         bar.set_postfix(loss=f"{p.loss:.4g}")
 

@@ -90,7 +90,7 @@ class TilePlan:
 
     def describe(self) -> str:
         rows, cols = self.grid
-        return (f"tiled: {self.width}x{self.height} as {rows}x{cols} tiles of {self.tile} px "
+        return (f"tiled: {self.width}x{self.height} as {cols}x{rows} tiles of {self.tile} px "
                 f"(+{self.halo} px halo, crops {self.crop[1]}x{self.crop[0]})")
 
 

@@ -294,6 +294,7 @@ def stylize(
     *,
     weights: VGGWeights | None = None,
     callback: Callable[[Progress], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Result:
     """Render ``content`` in the style of ``styles`` (Gatys, Ecker & Bethge 2015).
 
@@ -304,6 +305,7 @@ def stylize(
       config: every option; see :class:`StyleConfig`.
       weights: VGG-19 weights; default the bundled quantised Caffe VGG-19.
       callback: called with a :class:`Progress` every ``config.chunk`` steps and after the last.
+      log: called with a line of text when a scale starts tiled (``TilePlan.describe``).
 
     Returns:
       A :class:`Result` whose ``image`` has the content's shape at ``config.size`` (long side).
@@ -326,6 +328,8 @@ def stylize(
     for k, (size, steps) in enumerate(plan):
         content_k, styles_k = images_at(content_arr, originals, size, config)
         tiles = tile_plan(content_k.shape, config)
+        if tiles is not None and log is not None:
+            log(tiles.describe())
         data = make_objective(weights, content_k, styles_k, config, tiles)
         if x is None:
             x = initial_image(config, content_k)

@@ -143,9 +143,9 @@ def test_a_tiled_run_gives_the_untiled_image():
     cfg = StyleConfig(size=W, steps=6, optimizer="adam", style_layers=LAYERS_4[:3], content_layers=("relu3_2",),
                       scales=1)
     whole = jaxstyle.stylize(content, style, cfg.replace(tile=0))
-    seen = []
-    tiled = jaxstyle.stylize(content, style, cfg.replace(tile=32, chunk=3), callback=seen.append)
-    assert seen[0].tiling.startswith(f"tiled: {W}x{H} as")
+    seen, said = [], []
+    tiled = jaxstyle.stylize(content, style, cfg.replace(tile=32, chunk=3), callback=seen.append, log=said.append)
+    assert said == [seen[0].tiling] and said[0].startswith(f"tiled: {W}x{H} as 7x6 tiles of 32 px (+21 px halo")
     assert float(np.abs(tiled.image - whole.image).mean()) < 1e-5
     assert abs(tiled.terms["total"] - whole.terms["total"]) < 1e-4 * whole.terms["total"]
     np.testing.assert_allclose(tiled.history, whole.history, rtol=1e-4)
@@ -210,3 +210,16 @@ def test_a_batch_of_jobs_too_large_to_evaluate_whole_runs_each_job_tiled():
         alone = jaxstyle.stylize(job.content, list(job.styles), job.config)
         np.testing.assert_array_equal(result.image, alone.image)  # the same (tiled) path, job by job
     assert results[1].terms["style"] != results[0].terms["style"]
+
+
+def test_cli_says_when_it_tiles_and_writes_the_image(tmp_path, capsys):
+    from jaxstyle import cli, image
+
+    image.save_image(smooth_image(60, 80), tmp_path / "c.png")
+    image.save_image(stripes(40, 40), tmp_path / "s.png")
+    out = tmp_path / "out.png"
+    assert cli.main([str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(out), "--size", "80", "--steps", "2",
+                     "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_2", "--tile", "32"]) == 0
+    err = capsys.readouterr().err
+    assert "jaxstyle: tiled: 80x60 as 3x2 tiles of 32 px (+9 px halo" in err
+    assert image.load_image(out).shape == (60, 80, 3)
