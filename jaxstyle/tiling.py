@@ -38,12 +38,14 @@ import numpy as np
 from . import losses, vgg
 from .errors import JaxstyleError
 
-# Memory model (bytes), measured with bench/memory.py on the 2-core CPU (XLA:CPU, float32, default
-# layers to relu5_1, one evaluation): peak RSS above the process's baseline, fitted over 256-1024 px.
-# Untiled: a loss-and-gradient evaluation keeps every activation for the backward pass.
+# Memory model (bytes; XLA:CPU, float32, default layers to relu5_1). Untiled: an evaluation keeps
+# every activation for the backward pass; bench/memory.py measured 3.3-3.8 KB per pixel above the
+# baseline at 1024x768 and 2048x1536 (a whole run: 3.3 KB/px, ../shared/DESIGN.md).
 UNTILED_BYTES_PER_PIXEL = 3400
-# Tiled: per pixel of one crop (its forward and VJP), and per pixel of the image (x, gradient,
-# optimizer state: L-BFGS keeps 2 x 10 image-sized vectors, the guard two more, the content target).
+# Tiled: per pixel of one crop (its forward and VJP, as untiled), and per pixel of the image: x and
+# its gradient (24), the L-BFGS history (2 x 10 x 12 = 240), the guard's copies (24), the relu4_2
+# target (32), transients. Conservative against bench/memory.py: 512 px cores (736x736 crops)
+# peaked at 2.31 GB at 1024x768 and 2.51 GB at 2048x1536, estimated here at 2.8 and 3.7 GB.
 CROP_BYTES_PER_PIXEL = 3400
 STATE_BYTES_PER_PIXEL = 400
 BASE_BYTES = 600 << 20  # JAX, XLA, the weights
