@@ -129,7 +129,8 @@ def make_plan(height: int, width: int, tile: int, layers, halo: int | None = Non
 
 
 def _tile_arrays(plan: TilePlan):
-    """Per tile: the crop origin (2,) and core bounds relative to the crop (4,), as int32 device arrays."""
+    """Per tile: the crop origin (2,) and core bounds relative to the crop (4,), int32 host arrays
+    (passed to the jitted calls as traced arguments; no device op is queued to make them)."""
     return [(np.asarray([cy, cx], np.int32), np.asarray([y0 - cy, y1 - cy, x0 - cx, x1 - cx], np.int32))
             for cy, cx, y0, y1, x0, x1 in plan.tiles]
 
