@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import optimize, transfer
+from . import objective, optimize, transfer
 from .config import StyleConfig
 from .errors import JaxstyleError
 from .weights import VGGWeights
@@ -68,10 +68,6 @@ def _free_memory_bytes() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 4 << 30
-
-
-def _stack(trees):
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 def _mesh(devices) -> Mesh:
@@ -142,8 +138,8 @@ def _run_batch(prepared, weights, devices) -> list:
         per_job = [transfer.images_at(content, styles, size, c) for content, styles, c in prepared]
         datas = [transfer.make_objective(weights, ck, sk, c) for (ck, sk), (_, _, c) in zip(per_job, prepared)]
         spec = datas[0][3]
-        targets = jax.device_put(_stack([d[1] for d in datas]), batch_sharding)
-        coef = jax.device_put(_stack([d[2] for d in datas]), batch_sharding)
+        targets = jax.device_put(objective.stack([d[1] for d in datas]), batch_sharding)
+        coef = jax.device_put(objective.stack([d[2] for d in datas]), batch_sharding)
         data = (weights, targets, coef, spec)
         if x is None:
             x = jnp.stack([transfer.initial_image(c, ck) for (ck, _), (_, _, c) in zip(per_job, prepared)])

@@ -84,6 +84,11 @@ def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str],
     return vgg.features(weights.params, weights.preprocessing(image), layers, pooling=pooling)
 
 
+def stack(trees):
+    """Pytrees of equal structure stacked leaf by leaf on a new leading axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
 @jax.jit
 def make_targets(weights: VGGWeights, content: jax.Array, styles: Sequence[jax.Array], spec: ObjectiveSpec) -> Targets:
     """Content features and stacked style statistics (jitted). Style images may differ in size."""
@@ -93,7 +98,7 @@ def make_targets(weights: VGGWeights, content: jax.Array, styles: Sequence[jax.A
          for k, v in image_features(weights, s, spec.style_layers, spec.pooling).items()}
         for s in styles
     ]
-    style = {layer: jax.tree.map(lambda *xs: jnp.stack(xs), *[p[layer] for p in per_style]) for layer in spec.style_layers}
+    style = {layer: stack([p[layer] for p in per_style]) for layer in spec.style_layers}
     return Targets(content=content_feats, style=style)
 
 

@@ -73,6 +73,11 @@ class Guarded(NamedTuple):
     scale: jax.Array  # () step-size factor, halved on each rejection, doubled back up to 1
 
 
+def has_linesearch(kind: Optimizer, linesearch: Linesearch) -> bool:
+    """Whether this optimizer evaluates the loss inside its update (an L-BFGS line search)."""
+    return kind == "lbfgs" and linesearch != "none"
+
+
 def _guarded(kind: Optimizer, linesearch: Linesearch) -> bool:
     return kind == "lbfgs" and linesearch == "none"
 
@@ -89,7 +94,7 @@ def make_update(kind: Optimizer, linesearch: Linesearch = "none"):
     Measured: unguarded, a 128 px texture's loss jumped from 2e-2 to 9e3 within 100 steps. The
     guard costs no extra evaluation.
     """
-    uses_state = kind == "lbfgs" and linesearch != "none"
+    uses_state = has_linesearch(kind, linesearch)
     guard = _guarded(kind, linesearch)
 
     def update(x, state, lr, value, grad, value_fn=None) -> Step:
@@ -122,7 +127,7 @@ def make_update(kind: Optimizer, linesearch: Linesearch = "none"):
 def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none"):
     """The pure, unjitted ``step(x, state, lr, data) -> Step`` minimising ``loss_fn(x, data)``:
     one loss-and-gradient evaluation, then :func:`make_update`'s iteration."""
-    uses_state = kind == "lbfgs" and linesearch != "none"
+    uses_state = has_linesearch(kind, linesearch)
     update = make_update(kind, linesearch)
 
     def step(x, state, lr, data) -> Step:
@@ -184,7 +189,7 @@ def evaluated_step(value_and_grad: Callable, kind: Optimizer, linesearch: Linese
     program (``value_and_grad(x, data) -> (value, grad)``, e.g. the tiled evaluation, which queues a
     jitted call per tile), followed by the jitted :func:`make_update`. Line searches need to evaluate
     the loss inside the jitted update, so only ``linesearch="none"`` is possible here."""
-    if kind == "lbfgs" and linesearch != "none":
+    if has_linesearch(kind, linesearch):
         raise ValueError("a step from an external evaluation supports L-BFGS only without a line search")
     update = _jitted_update(kind, linesearch)
 

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import losses, vgg
+from .objective import stack
 from .errors import JaxstyleError
 
 # Memory model (bytes; XLA:CPU, float32, default layers to relu5_1). Untiled: an evaluation keeps
@@ -218,10 +219,6 @@ def _positions(shape, layer: str) -> int:
     return (shape[0] // s) * (shape[1] // s)
 
 
-def _stack(trees):
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
 def _objective_parts(crop, origin, bounds, weights, targets, spec):
     return crop_parts(crop, origin, bounds, weights, targets.content, spec.style_layers, spec.style_loss, spec.pooling)
 
@@ -268,13 +265,13 @@ def _finish(parts, x, targets, coef, spec):
     def total(parts, x):
         return terms_from_parts(parts, x, targets, coef, spec)["total"]
 
-    value, (cotangents, grad_tv) = jax.value_and_grad(total, argnums=(0, 1))(_stack(parts), x)
+    value, (cotangents, grad_tv) = jax.value_and_grad(total, argnums=(0, 1))(stack(parts), x)
     return value, cotangents, grad_tv
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
 def _terms(parts, x, targets, coef, spec):
-    return terms_from_parts(_stack(parts), x, targets, coef, spec)
+    return terms_from_parts(stack(parts), x, targets, coef, spec)
 
 
 # Every call is waited on before the next is queued. On this 2-core machine (jax 0.10.2, XLA:CPU)
@@ -348,7 +345,7 @@ def _style_parts(image, origin, bounds, weights, crop, layers, kind, pooling):
 @functools.partial(jax.jit, static_argnames=("shape", "kind"))
 def _style_targets(parts, shape, kind):
     return {layer: losses.style_target(combine_moments(p, kind, _positions(shape, layer)), kind)
-            for layer, p in _stack(parts).items()}
+            for layer, p in stack(parts).items()}
 
 
 def style_statistics(weights, image: jax.Array, layers, pooling: str, kind: str, tile: int) -> dict:

@@ -195,7 +195,7 @@ def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | 
             f"a {shape[1]}x{shape[0]} image needs the tiled evaluation, which does not yet support "
             f"--style-loss wasserstein: use --style-loss gram, or a smaller --size (or --tile 0 to try untiled)"
         )
-    if plan is not None and config.optimizer == "lbfgs" and config.linesearch != "none":
+    if plan is not None and optimize.has_linesearch(config.optimizer, config.linesearch):
         raise JaxstyleError(
             f"a {shape[1]}x{shape[0]} image is evaluated tile by tile, and the L-BFGS line search "
             f"{config.linesearch!r} cannot run tiled: use --linesearch none (the default), or --tile 0 if it fits in memory"
@@ -218,8 +218,7 @@ def make_objective(weights: VGGWeights, content: np.ndarray, styles: Sequence[np
                                              tiles.tile) for s in styles]
         targets = objective.Targets(
             content=tiling.features(weights, jnp.asarray(content), spec.content_layers, spec.pooling, tiles.tile),
-            style={layer: jax.tree.map(lambda *xs: jnp.stack(xs), *[p[layer] for p in per_style])
-                   for layer in spec.style_layers},
+            style={layer: objective.stack([p[layer] for p in per_style]) for layer in spec.style_layers},
         )
     coef = objective.LossWeights(
         alpha=jnp.float32(config.content_weight),

@@ -108,9 +108,9 @@ def test_a_halo_smaller_than_the_receptive_field_is_visibly_wrong(weights):
     assert relative(tiled_grad, grad) > 1e-2
 
 
-def test_tiled_targets_equal_untiled(weights, kind="gram"):
-    whole = problem(weights, kind, "max", LAYERS_4[:3])[1]
-    tiled = problem(weights, kind, "max", LAYERS_4[:3], tiles=tiling.make_plan(H, W, 16, LAYERS_4[:3]))[1]
+def test_tiled_targets_equal_untiled(weights):
+    whole = problem(weights, "gram", "max", LAYERS_4[:3])[1]
+    tiled = problem(weights, "gram", "max", LAYERS_4[:3], tiles=tiling.make_plan(H, W, 16, LAYERS_4[:3]))[1]
     for layer in whole.content:
         assert relative(tiled.content[layer], whole.content[layer]) < 1e-5
     for a, b in zip(jax.tree.leaves(tiled.style), jax.tree.leaves(whole.style)):
