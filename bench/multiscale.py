@@ -46,7 +46,7 @@ def main() -> int:
     multi_s = time.perf_counter() - t
 
     c, styles = transfer.prepare(content, style, base)
-    data = transfer.make_objective(jaxstyle.load_bundled(), c, transfer._styles_at(styles, base.size, base), base)
+    data = transfer.make_objective(jaxstyle.load_bundled(), c, transfer.styles_at(styles, base.size, base), base)
 
     def loss(img):
         return float(transfer._final_terms(jnp.asarray(img), data)["total"])

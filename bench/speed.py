@@ -48,9 +48,9 @@ def one(size: int, optimizer: str, linesearch: str, steps: int) -> dict:
     content, style = images()
     cfg = StyleConfig(size=size, optimizer=optimizer, linesearch=linesearch)
     c, styles = transfer.prepare(content, style, cfg)
-    data = transfer.make_objective(load_bundled(), c, transfer._styles_at(styles, cfg.size, cfg), cfg)
+    data = transfer.make_objective(load_bundled(), c, transfer.styles_at(styles, cfg.size, cfg), cfg)
 
-    vg = jax.jit(jax.value_and_grad(transfer._loss))
+    vg = jax.jit(jax.value_and_grad(transfer.loss))
     x0 = jnp.asarray(c)
     jax.block_until_ready(vg(x0, data))
     evals = []
@@ -59,7 +59,7 @@ def one(size: int, optimizer: str, linesearch: str, steps: int) -> dict:
         jax.block_until_ready(vg(x0 + 1e-3 * i, data))
         evals.append(time.perf_counter() - t)
 
-    step = optimize.step_fn(transfer._loss, optimizer, linesearch)
+    step = optimize.step_fn(transfer.loss, optimizer, linesearch)
     state = optimize.state_initializer(optimizer, linesearch)(x0)
     lr = jnp.float32(cfg.learning_rate)
     x = jnp.array(x0)
@@ -82,7 +82,7 @@ def one(size: int, optimizer: str, linesearch: str, steps: int) -> dict:
 
     def counted_loss(x, data):
         jax.debug.callback(lambda: calls.__setitem__(0, calls[0] + 1))
-        return transfer._loss(x, data)
+        return transfer.loss(x, data)
 
     counted = optimize.step_fn(counted_loss, optimizer, linesearch)
     x, cstate = jnp.array(x0), optimize.state_initializer(optimizer, linesearch)(x0)

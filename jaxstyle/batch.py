@@ -130,7 +130,7 @@ def _run_batch(prepared, weights, devices) -> list:
     batch_sharding = NamedSharding(mesh, PartitionSpec("batch"))
     replicated = NamedSharding(mesh, PartitionSpec())
     weights = jax.device_put(weights, replicated)
-    step = optimize.batched_step_fn(transfer._loss, config.optimizer, config.linesearch, DATA_AXES, batch_sharding)
+    step = optimize.batched_step_fn(transfer.loss, config.optimizer, config.linesearch, DATA_AXES, batch_sharding)
     init = jax.jit(jax.vmap(optimize.state_initializer(config.optimizer, config.linesearch)), out_shardings=batch_sharding)
     final_terms = jax.jit(jax.vmap(lambda x, data: transfer.objective.loss_terms(x, *data), in_axes=(0, DATA_AXES)))
     histories, evaluations, x, data = [], None, None, None

@@ -69,7 +69,9 @@ def _check_size(array: np.ndarray, config: StyleConfig, what: str) -> None:
         )
 
 
-def _loss(x, data):
+def loss(x, data):
+    """The total loss of ``x`` under the ``data`` pytree ``(weights, targets, coefficients, spec)``
+    that :func:`make_objective` builds: the ``loss_fn`` of ``optimize.step_fn``."""
     weights, targets, coef, spec = data
     return objective.total_loss(x, weights, targets, coef, spec)
 
@@ -102,12 +104,13 @@ def prepare(content: ImageLike, styles: ImageLike | Sequence[ImageLike], config:
     content_arr = image_io.resize_long_side(_as_image(content, "content image"), config.size)
     _check_size(content_arr, config, "the content image")
     originals = [_as_image(s, "style image") for s in styles]
-    for s in _styles_at(originals, config.size, config):
+    for s in styles_at(originals, config.size, config):
         _check_size(s, config, "a style image")
     return content_arr, originals
 
 
-def _styles_at(styles: Sequence[np.ndarray], size: int, config: StyleConfig) -> list[np.ndarray]:
+def styles_at(styles: Sequence[np.ndarray], size: int, config: StyleConfig) -> list[np.ndarray]:
+    """Each style image at long side ``style_scale * size`` (Lanczos), from its original."""
     scales = config.style_scales(len(styles))
     return [image_io.resize_long_side(s, max(1, round(size * k))) for s, k in zip(styles, scales)]
 
@@ -170,7 +173,7 @@ def images_at(content: np.ndarray, styles: Sequence[np.ndarray], size: int, conf
     content_k = image_io.resize_long_side(content, size)
     if config.color == "luminance":
         content_k = color.luminance_image(content_k)
-    return content_k, _styles_at(styles, size, config)
+    return content_k, styles_at(styles, size, config)
 
 
 def objective_spec(config: StyleConfig) -> objective.ObjectiveSpec:
@@ -276,7 +279,7 @@ def optimize_image(x: jax.Array, data, config: StyleConfig, steps: int, *, repor
     plan each evaluation runs tile by tile (``jaxstyle.tiling``), exactly.
     """
     if tiles is None:
-        step = optimize.step_fn(_loss, config.optimizer, config.linesearch)
+        step = optimize.step_fn(loss, config.optimizer, config.linesearch)
     else:
         step = optimize.evaluated_step(lambda x, data: tiling.value_and_grad(x, *data, tiles),
                                        config.optimizer, config.linesearch)

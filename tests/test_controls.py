@@ -34,7 +34,7 @@ def test_blend_weights_are_normalised_and_a_zero_weight_drops_a_style():
 
 def test_style_scale_resizes_each_style_relative_to_the_output():
     cfg = TINY.replace(style_scale=(0.5, 2.0))
-    a, b = transfer._styles_at([STYLE, OTHER], 48, cfg)
+    a, b = transfer.styles_at([STYLE, OTHER], 48, cfg)
     assert a.shape == (24, 24, 3) and b.shape == (96, 96, 3)
     with pytest.raises(JaxstyleError, match="one or one per image"):
         transfer.prepare(CONTENT, [STYLE], cfg)

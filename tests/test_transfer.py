@@ -120,8 +120,8 @@ def test_lbfgs_rejects_a_step_that_raised_the_loss():
 
     cfg = TINY
     content, styles = transfer.prepare(CONTENT, STYLE, cfg)
-    data = transfer.make_objective(jaxstyle.load_bundled(), content, transfer._styles_at(styles, 48, cfg), cfg)
-    step = optimize.step_fn(transfer._loss, "lbfgs", "none")
+    data = transfer.make_objective(jaxstyle.load_bundled(), content, transfer.styles_at(styles, 48, cfg), cfg)
+    step = optimize.step_fn(transfer.loss, "lbfgs", "none")
     x0 = jnp.asarray(content)
     state0 = optimize.state_initializer("lbfgs", "none")(x0)
     x1, state1, loss0, _ = step(jnp.array(x0), state0, jnp.float32(1.0), data)
