@@ -1,24 +1,37 @@
-"""jaxstyle: neural style transfer (Gatys, Ecker & Bethge 2015) in JAX."""
+"""jaxstyle: neural style transfer (Gatys, Ecker & Bethge 2015) in JAX.
 
-from .config import StyleConfig
-from .errors import JaxstyleError
-from .image import load_image, save_image
-from .objective import image_features as features
-from .transfer import Progress, Result, stylize
-from .vgg import LAYERS
-from .weights import VGGWeights, load_bundled
+The public names are imported on first use (PEP 562), so ``import jaxstyle`` is instant and the
+command line can install its signal handlers before JAX starts (Ctrl-C during start-up is clean).
+"""
 
-__all__ = [
-    "LAYERS",
-    "JaxstyleError",
-    "Progress",
-    "Result",
-    "StyleConfig",
-    "VGGWeights",
-    "features",
-    "load_bundled",
-    "load_image",
-    "save_image",
-    "stylize",
-]
+import importlib
+
+_PUBLIC = {
+    "LAYERS": "vgg",
+    "JaxstyleError": "errors",
+    "Progress": "transfer",
+    "Result": "transfer",
+    "StyleConfig": "config",
+    "VGGWeights": "weights",
+    "features": ("objective", "image_features"),
+    "load_bundled": "weights",
+    "load_image": "image",
+    "save_image": "image",
+    "stylize": "transfer",
+}
+
+__all__ = sorted(_PUBLIC)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'jaxstyle' has no attribute {name!r}")
+    module, attribute = _PUBLIC[name] if isinstance(_PUBLIC[name], tuple) else (_PUBLIC[name], name)
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

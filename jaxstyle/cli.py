@@ -8,13 +8,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
-from . import color, losses, optimize, vgg
+from . import color, interrupt, losses, optimize, vgg
 from .config import INITS, StyleConfig
 from .errors import JaxstyleError
 
 DEVICES = ("cpu", "gpu", "tpu")
+ISSUES = "https://github.com/jaxstyle/jaxstyle/issues"
 _DEFAULT = StyleConfig()
 
 
@@ -25,6 +28,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _layers(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _texture_layers(text: str) -> tuple[str, ...]:
+    layers = _layers(text)
+    if not layers:
+        raise argparse.ArgumentTypeError("empty; name at least one layer, e.g. relu1_1,relu2_1")
+    return layers
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -147,21 +157,46 @@ def intermediate_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_{step:04d}{output.suffix}")
 
 
+def check_outputs(outputs: dict[str, Path], inputs: dict[str, object]) -> None:
+    """Refuse, before any work, outputs that cannot be written or that would destroy a file: two
+    outputs on one path, or an output on an input image (compared as files: links count)."""
+    from .image import check_writable, file_identity
+
+    seen = {file_identity(path): ("input", what) for what, path in inputs.items() if isinstance(path, (str, Path))}
+    for what, path in outputs.items():
+        check_writable(path, what)
+        kind, other = seen.setdefault(file_identity(path), ("output", what))
+        if kind == "input":
+            raise JaxstyleError(f"{what} {str(path)!r} is the {other}: writing it would destroy your file; "
+                                "choose another output name")
+        if other != what:
+            raise JaxstyleError(f"{what} and {other} are the same file {str(path)!r}; give each its own name")
+
+
 def run(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args, given_options(parser, argv))
     from .image import check_output_path, load_image, save_image
-    from .provenance import metadata, write_sidecar
+    from .provenance import metadata, sidecar_path, write_sidecar
     from .transfer import prepare, stylize
     from .hub import load as load_weights
 
     if args.save_every is not None and args.save_every < 1:
         raise JaxstyleError(f"--save-every (={args.save_every}) must be a positive number of steps")
     output = check_output_path(args.output, args.bit_depth)
+    outputs = {"-o": output, "the sidecar": sidecar_path(output)}
     if args.plot_loss:
-        check_output_path(args.plot_loss)
+        outputs["--plot-loss"] = check_output_path(args.plot_loss)
+    total = sum(steps for _, steps in config.schedule())
+    if args.save_every:
+        for step in sorted({*range(args.save_every, total + 1, args.save_every), total}):
+            outputs[f"the --save-every image of step {step}"] = intermediate_path(output, step)
     init = config.init
+    inputs = {"content image": args.content, **{f"style image {i + 1}": s for i, s in enumerate(args.styles)}}
+    if init not in INITS:
+        inputs["--init image"] = init
+    check_outputs(outputs, inputs)
     if init not in INITS and not Path(init).is_file():
         raise JaxstyleError(f"--init {init!r} is neither {' nor '.join(INITS)} nor an existing image file")
     if init not in INITS:
@@ -170,14 +205,19 @@ def run(argv=None) -> int:
     weights = load_weights(args.weights)  # stylize() normalises it if the config asks
     with _device(args.device), _progress(config, args.quiet) as show:
         def callback(p):
+            interrupt.check()
             if show is not None:
                 show(p)
             if args.save_every and (p.step % args.save_every == 0 or p.step == p.steps):
-                save_image(p.image(), intermediate_path(output, p.step), args.bit_depth)
+                path = intermediate_path(output, p.step)
+                save_image(p.image(), path, args.bit_depth)
+                interrupt.keep(path.name)
 
         result = stylize(content, styles, config, weights=weights, callback=callback,
                          log=None if args.quiet else _say)
+    interrupt.check()
     save_image(result.image, output, args.bit_depth)
+    interrupt.keep(output.name)
     write_sidecar(output, metadata(result, content=args.content, styles=args.styles,
                                    weights_sha256=weights.sha256, argv=argv))
     if args.plot_loss:
@@ -231,6 +271,8 @@ def build_weights_parser() -> argparse.ArgumentParser:
     f.add_argument("--force", action="store_true", help="download again and re-record the hash")
     v = sub.add_parser("verify", help="check a set's or file's SHA-256 against the pinned or recorded one")
     v.add_argument("name", nargs="?", default="caffe-q8")
+    t = sub.add_parser("trust", help="record a weight file's SHA-256 after checking it loads (after changing it on purpose)")
+    t.add_argument("path", help=".safetensors or .npz weight file")
     c = sub.add_parser("convert", help="convert a weight file to jaxstyle safetensors")
     c.add_argument("source", help=".safetensors or .npz in any accepted naming scheme")
     c.add_argument("output", help="output .safetensors")
@@ -254,6 +296,10 @@ def run_weights(argv) -> int:
         print(f"{args.name}: {path}")
     elif args.action == "verify":
         print(f"{args.name}: ok, sha256 {hub.verify(args.name)}")
+    elif args.action == "trust":
+        from .weights import trust
+
+        print(f"{args.path}: trusted, sha256 {trust(args.path)}")
     else:
         from .convert import convert
 
@@ -286,21 +332,35 @@ def run_sweep(argv) -> int:
     if args.batch is not None and args.batch < 1:
         raise JaxstyleError(f"--batch (={args.batch}) must be a positive number of jobs")
     if args.distributed:
-        jax.distributed.initialize()
+        try:
+            jax.distributed.initialize()
+        except (ValueError, RuntimeError) as e:
+            raise JaxstyleError(
+                f"cannot start jax.distributed ({(str(e).splitlines() or [''])[0]}): run every process under a launcher that "
+                "JAX detects (SLURM, Open MPI, a Cloud TPU slice), or drop --distributed to run on this machine alone") from None
     bar = None
-    if not args.quiet:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(unit="job", desc="sweep", dynamic_ncols=True)
+    def progress(done, total):  # the bar appears once the spec and the folder have been checked
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            from tqdm.auto import tqdm
 
-    def progress(done, total):
-        if bar is not None:
-            bar.total = total
-            bar.update(done - bar.n)
+            bar = tqdm(total=total, unit="job", desc="sweep", dynamic_ncols=True)
+        bar.total = total
+        bar.update(done - bar.n)
 
     try:
         counts = sweep(args.spec, args.output, batch_size=args.batch, weights=load_weights(args.weights),
                        progress=progress, process_index=jax.process_index(), process_count=jax.process_count())
+    except KeyboardInterrupt:
+        from .sweep import done_ids
+
+        done = len(done_ids(Path(args.output))) if Path(args.output).is_dir() else 0
+        if done:
+            interrupt.keep(f"{done} finished job(s) in {args.output} (run the same command again to resume)")
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -327,7 +387,7 @@ def build_paper_parser(command: str) -> argparse.ArgumentParser:
     if command == "reconstruct":
         p.add_argument("--layer", default="relu4_2", help="layer whose features are matched")
     if command == "texture":
-        p.add_argument("--layers", type=_layers, default=paper.style_layers, help="comma-separated style layers")
+        p.add_argument("--layers", type=_texture_layers, default=paper.style_layers, help="comma-separated style layers")
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .tif)")
     p.add_argument("--size", type=int, default=256, help="long side in pixels")
     p.add_argument("--steps", type=int, default=paper.steps)
@@ -355,8 +415,14 @@ def run_paper(command: str, argv) -> int:
 
     args = build_paper_parser(command).parse_args(argv)
     output = check_output_path(args.output)
+    outputs = {"-o": output}
     if args.plot_loss:
-        check_output_path(args.plot_loss)
+        outputs["--plot-loss"] = check_output_path(args.plot_loss)
+    if command == "figure":
+        inputs = {"content image": args.content, **{f"style image {i + 1}": s for i, s in enumerate(args.styles or [])}}
+    else:
+        inputs = {"input image": args.image}
+    check_outputs(outputs, inputs)
     preset = StyleConfig.paper()
     config = preset.replace(size=args.size, steps=args.steps, pooling=args.pooling, optimizer=args.optimizer,
                             seed=args.seed, noise_scale=getattr(args, "noise_scale", preset.noise_scale),
@@ -392,22 +458,55 @@ def run_paper(command: str, argv) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _dispatch(argv) -> int:
+    if argv[:1] == ["weights"]:
+        return run_weights(argv[1:])
+    if argv[:1] == ["sweep"]:
+        return run_sweep(argv[1:])
+    if argv[:1] in (["figure"], ["reconstruct"], ["texture"]):
+        return run_paper(argv[0], argv[1:])
+    return run(argv)
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text or "Out of memory" in text
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"jaxstyle: warning: {message}", file=sys.stderr)
+
+
+def main(argv=None, *, handle_signals: bool = True) -> int:
+    """The ``jaxstyle`` command. Every ending is one line on stderr: 0 done, 2 bad input (the line
+    names the problem and the fix), 130/143 interrupted (the line says what was kept), 1 internal
+    error (``--debug`` anywhere on the command line adds the traceback)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        if argv[:1] == ["weights"]:
-            return run_weights(argv[1:])
-        if argv[:1] == ["sweep"]:
-            return run_sweep(argv[1:])
-        if argv[:1] in (["figure"], ["reconstruct"], ["texture"]):
-            return run_paper(argv[0], argv[1:])
-        return run(argv)
-    except JaxstyleError as e:
-        print(f"jaxstyle: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("jaxstyle: interrupted; no output written", file=sys.stderr)
-        return 130
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    signals = interrupt.installed() if handle_signals else contextlib.nullcontext()
+    with signals, warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return _dispatch(argv)
+        except JaxstyleError as e:
+            print(f"jaxstyle: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as e:
+            print(f"jaxstyle: interrupted; {interrupt.kept_summary()}", file=sys.stderr)
+            return getattr(e, "exit_code", 130)
+        except Exception as e:  # noqa: BLE001: the one place that turns every other failure into one line
+            if debug:
+                traceback.print_exc()
+            if _out_of_memory(e):
+                print("jaxstyle: error: out of memory; lower --size (or --style-scale), or set --max-memory below "
+                      f"what this machine has free so the image is tiled{'' if debug else ' (--debug for details)'}",
+                      file=sys.stderr)
+                return 2
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            print(f"jaxstyle: internal error: {type(e).__name__}: {first}; please report it with the command line "
+                  f"at {ISSUES}{'' if debug else ' (rerun with --debug for the traceback)'}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@ from . import color, losses, optimize, vgg
 from .errors import JaxstyleError
 
 INITS = ("content", "noise")
+FLOAT32_MAX = 3.4e38
+MAX_SCALES = 16
+MAX_SIZE = 1 << 16  # 65536 px on the long side: about 3 gigapixels, 1.2 TB of image-sized state
+WEIGHT_LIMIT = 1e20  # a weight times a loss term must stay far inside float32's range
+_SEQUENCE_FIELDS = ("content_layers", "style_layers", "content_layer_weights", "style_layer_weights",
+                    "style_blend_weights")
 AUTO_SCALES_ABOVE = 1024  # automatic coarse-to-fine (scales=0) above this long side
 AUTO_COARSEST = 512
 AUTO_MIN_STEPS = 10
@@ -130,6 +136,20 @@ class StyleConfig:
                       content_weight=1e-3, style_weight=1.0, steps=500)
         return cls(**{**preset, **changes})
 
+    def __post_init__(self):
+        """Sequences given as strings or lists become tuples (``"relu4_2"`` is one layer, and
+        ``"relu1_1,relu2_1"`` two, never letters); then every value is checked (:meth:`validate`)."""
+        for name in _SEQUENCE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = tuple(part.strip() for part in value.split(",") if part.strip())
+            elif isinstance(value, (list, tuple)):
+                value = tuple(value)
+            object.__setattr__(self, name, value)
+        if isinstance(self.style_scale, list):
+            object.__setattr__(self, "style_scale", tuple(self.style_scale))
+        self.validate()
+
     def replace(self, **changes) -> "StyleConfig":
         return dataclasses.replace(self, **changes)
 
@@ -151,6 +171,19 @@ class StyleConfig:
         _choice("tv_kind", self.tv_kind, losses.TV_KINDS)
         _choice("style_loss", self.style_loss, losses.STYLE_LOSSES)
         _choice("color", self.color, color.COLORS)
+        for name in _SEQUENCE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                raise JaxstyleError(f"`{name}` (={value!r}) must be a sequence, e.g. a tuple or a comma-separated string")
+        for name in ("content_layers", "style_layers"):
+            if not isinstance(getattr(self, name), tuple) or not all(isinstance(v, str) for v in getattr(self, name)):
+                raise JaxstyleError(f"`{name}` (={getattr(self, name)!r}) must be layer names, e.g. ('relu4_2',)")
+        if not isinstance(self.init, str) or not self.init:
+            raise JaxstyleError(f"`init` (={self.init!r}) must be {' or '.join(repr(i) for i in INITS)} or an image path")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63:
+            raise JaxstyleError(f"`seed` (={self.seed!r}) must be an integer of at most 64 bits, e.g. 0")
+        if not isinstance(self.normalize_vgg, bool):
+            raise JaxstyleError(f"`normalize_vgg` (={self.normalize_vgg!r}) must be True or False")
         if not self.content_layers and not self.style_layers:
             raise JaxstyleError("no content or style layers given; name at least one, e.g. --style-layers relu1_1")
         if self.content_layers:  # empty: style only (texture synthesis, the paper's Fig. 1 top)
@@ -159,13 +192,15 @@ class StyleConfig:
             vgg.check_layers(self.style_layers, "style layer")
         for name in ("size", "steps", "chunk") + (("scale_steps",) if self.scale_steps is not None else ()):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise JaxstyleError(f"`{name}` (={value!r}) must be a positive integer")
-        if not isinstance(self.scales, int) or self.scales < 0:
-            raise JaxstyleError(f"`scales` (={self.scales!r}) must be a positive integer, or 0 for automatic")
-        if self.tile is not None and not (isinstance(self.tile, int) and self.tile >= 0):
+        if self.size > MAX_SIZE:
+            raise JaxstyleError(f"`size` (={self.size}) is beyond any machine's memory; use at most {MAX_SIZE} px")
+        if isinstance(self.scales, bool) or not isinstance(self.scales, int) or not 0 <= self.scales <= MAX_SCALES:
+            raise JaxstyleError(f"`scales` (={self.scales!r}) must be an integer from 1 to {MAX_SCALES}, or 0 for automatic")
+        if self.tile is not None and not (_number(self.tile) and isinstance(self.tile, int) and self.tile >= 0):
             raise JaxstyleError(f"`tile` (={self.tile!r}) must be a tile size in pixels (e.g. 512), or 0 to never tile")
-        if self.max_memory is not None and not (isinstance(self.max_memory, (int, float))
+        if self.max_memory is not None and not (_number(self.max_memory)
                                                 and math.isfinite(self.max_memory) and self.max_memory > 0):
             raise JaxstyleError(f"`max_memory` (={self.max_memory!r}) must be a positive number of GB, e.g. 8")
         if self.size < self.min_size:
@@ -175,26 +210,26 @@ class StyleConfig:
             )
         for name in ("content_weight", "style_weight", "tv_weight"):
             _non_negative(name, getattr(self, name))
-        if not (isinstance(self.noise_scale, (int, float)) and 0 <= self.noise_scale <= 1):
+        if not (_number(self.noise_scale) and 0 <= self.noise_scale <= 1):
             raise JaxstyleError(f"`noise_scale` (={self.noise_scale!r}) must be in [0, 1], e.g. 0.5; 1 = uniform in [0, 1]")
-        if not (isinstance(self.scale_ratio, (int, float)) and self.scale_ratio > 1):
-            raise JaxstyleError(f"`scale_ratio` (={self.scale_ratio!r}) must be a number > 1, e.g. 1.414")
+        if not (_number(self.scale_ratio) and 1 < self.scale_ratio <= 16):
+            raise JaxstyleError(f"`scale_ratio` (={self.scale_ratio!r}) must be a number in (1, 16], e.g. 1.414")
         if self.sizes()[0] < self.min_size:
             raise JaxstyleError(
                 f"`scales` (={self.scales}) makes the coarsest size {self.sizes()[0]} px, below the "
                 f"{self.min_size} px the layers need: use fewer scales or a smaller scale_ratio"
             )
-        if not (isinstance(self.average, (int, float)) and 0 <= self.average < 1):
+        if not (_number(self.average) and 0 <= self.average < 1):
             raise JaxstyleError(f"`average` (={self.average!r}) must be in [0, 1), e.g. 0.9; 0 disables it")
         for scale in self.style_scales(1 if not isinstance(self.style_scale, tuple) else len(self.style_scale)):
-            if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            if not (_number(scale) and math.isfinite(scale) and scale > 0):
                 raise JaxstyleError(f"`style_scale` (={self.style_scale!r}) must be positive number(s)")
         if self.style_blend_weights is not None:
             for w in self.style_blend_weights:
                 _non_negative("style_blend_weights", w)
             if sum(self.style_blend_weights) <= 0:
                 raise JaxstyleError("`style_blend_weights` sum to 0; give at least one positive weight")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+        if self.lr is not None and not (_number(self.lr) and math.isfinite(self.lr) and 0 < self.lr <= FLOAT32_MAX):
             raise JaxstyleError(f"`lr` (={self.lr}) must be a positive number")
         for name, layers in (("content_layer_weights", self.content_layers), ("style_layer_weights", self.style_layers)):
             weights = getattr(self, name)
@@ -260,9 +295,16 @@ def _choice(name: str, value, choices) -> None:
         raise JaxstyleError(f"`{name}` (={value!r}) must be one of {', '.join(choices)}")
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _non_negative(name: str, value) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+    if not (_number(value) and math.isfinite(value) and value >= 0):
         raise JaxstyleError(f"`{name}` (={value!r}) must be a finite number >= 0")
+    if value > WEIGHT_LIMIT:  # alpha * loss overflows float32 (a black image, NaN loss) well before 3.4e38
+        raise JaxstyleError(f"`{name}` (={value!r}) is too large for float32 arithmetic; use at most {WEIGHT_LIMIT:g} "
+                            "(only ratios of the weights matter: scale them all down)")
 
 
 def _deepest(layers) -> str:

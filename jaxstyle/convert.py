@@ -83,6 +83,11 @@ def convert(source: str | os.PathLike, output: str | os.PathLike, *, quantize: b
         from .errors import JaxstyleError
 
         raise JaxstyleError(f"convert writes safetensors: name the output *.safetensors, not {output.name}")
+    from .image import check_writable, same_file
+
+    check_writable(output)
+    if Path(source).is_file() and same_file(source, output):
+        raise JaxstyleError(f"the output {str(output)!r} is the source file; give the converted file its own name")
     src = load_file(source, preprocessing)
     tensors = to_tensors(src, quantize)
     meta = {"preprocessing": src.preprocessing.name, "source_sha256": src.sha256,

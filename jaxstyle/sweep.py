@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -33,7 +34,8 @@ from typing import Callable
 
 from . import batch as batching
 from . import image as image_io
-from .config import StyleConfig
+from . import interrupt, transfer
+from .config import INITS, StyleConfig
 from .errors import JaxstyleError
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(StyleConfig))
@@ -58,18 +60,31 @@ class SweepJob:
 
 def load_spec(path: str | os.PathLike) -> dict:
     """Read a TOML or JSON spec file; one-line errors for unreadable or malformed files."""
-    path = Path(path)
+    path = image_io.as_path(path, "sweep spec")
     if not path.is_file():
         raise JaxstyleError(f"sweep spec {str(path)!r} does not exist; check the path")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise JaxstyleError(f"sweep spec {path.name} is not UTF-8 text; save it as UTF-8 TOML or JSON") from None
+    except OSError as e:
+        raise JaxstyleError(f"cannot read sweep spec {str(path)!r} ({e.strerror}); check its permissions") from None
     try:
         if path.suffix.lower() == ".json":
-            return json.loads(text)
-        import tomllib
+            spec = json.loads(text)
+        else:
+            import tomllib
 
-        return tomllib.loads(text)
-    except (ValueError, json.JSONDecodeError) as e:
-        raise JaxstyleError(f"cannot parse sweep spec {path.name}: {str(e).splitlines()[0]}") from None
+            spec = tomllib.loads(text)
+    except (ValueError, json.JSONDecodeError, RecursionError) as e:
+        raise JaxstyleError(f"cannot parse sweep spec {path.name}: {(str(e).splitlines() or ['too deeply nested'])[0]}") from None
+    if not isinstance(spec, dict):
+        raise JaxstyleError(f"sweep spec {path.name} must be a table of sections ([base], [grid], [zip]), "
+                            f"not a {type(spec).__name__}; see `jaxstyle sweep --help`")
+    for section, table in spec.items():
+        if section in SECTIONS and not isinstance(table, dict):
+            raise JaxstyleError(f"[{section}] in sweep spec {path.name} must be a table of keys, not {table!r}")
+    return spec
 
 
 def _as_list(key: str, value, section: str) -> list:
@@ -96,12 +111,15 @@ def expand(spec: dict, root: str | os.PathLike, weights_sha256: str = "") -> lis
     if zip_values and len({len(v) for v in zip_values}) > 1:
         raise JaxstyleError("[zip] lists have different lengths: " + ", ".join(f"{k}={len(v)}" for k, v in zip(zip_keys, zip_values)))
     zip_rows = list(zip(*zip_values)) if zip_values else [()]
-    jobs = []
+    jobs, seen = [], set()
     for combo in itertools.product(*grid_values):
         for row in zip_rows:
             swept = tuple(zip(grid_keys, combo)) + tuple(zip(zip_keys, row))
             values = {**base, **dict(swept)}
-            jobs.append(_job(values, swept, root, weights_sha256))
+            job = _job(values, swept, root, weights_sha256)
+            if job.id not in seen:  # a value listed twice (seed = [0, 0]) is one job, run once
+                seen.add(job.id)
+                jobs.append(job)
     return jobs
 
 
@@ -120,9 +138,11 @@ def _job(values: dict, swept: tuple, root: Path, weights_sha256: str) -> SweepJo
     content = _path(values.pop("content"), root, "content image")
     style = values.pop("style")
     styles = tuple(_path(s, root, "style image") for s in (style if isinstance(style, list) else [style]))
+    if isinstance(values.get("init"), str) and values["init"] not in INITS:  # a start image, relative to the spec
+        values["init"] = _path(values["init"], root, "init image")
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
-        config = StyleConfig(**fields).validate()
+        config = StyleConfig(**fields)
     except TypeError as e:
         raise JaxstyleError(f"bad value in sweep spec: {e}") from None
     except JaxstyleError as e:
@@ -147,10 +167,23 @@ def read_manifest(outdir: Path) -> dict[str, dict]:
 
 
 def _append(outdir: Path, entry: dict) -> None:
-    with open(outdir / MANIFEST, "a") as f:
-        f.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+    """Append one line; a torn last line (a crash mid-append) is first ended, so it stays one bad
+    line that :func:`read_manifest` skips and this entry stays whole."""
+    line = json.dumps(entry, sort_keys=True, default=str) + "\n"
+    with open(outdir / MANIFEST, "ab") as f:
+        if f.tell() > 0:
+            with open(outdir / MANIFEST, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    line = "\n" + line
+        f.write(line.encode())
         f.flush()
         os.fsync(f.fileno())
+
+
+def _fail(outdir: Path, job: SweepJob, reason: str) -> None:
+    _append(outdir, {"id": job.id, "status": "failed", "reason": reason, "content": job.content,
+                     "styles": job.styles, "config": dataclasses.asdict(job.config)})
 
 
 def done_ids(outdir: Path) -> set[str]:
@@ -174,13 +207,17 @@ def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_
     weights = load_bundled() if weights is None else weights
     spec_path = Path(spec_path)
     jobs = expand(load_spec(spec_path), spec_path.parent, weights.sha256)[process_index::process_count]
-    outdir = Path(outdir)
+    outdir = image_io.as_path(outdir, "sweep output folder")
+    if outdir.exists() and not outdir.is_dir():
+        raise JaxstyleError(f"sweep output {str(outdir)!r} is a file, not a folder; name a new or existing folder")
     if not outdir.is_dir():
         if not outdir.parent.is_dir():
             raise JaxstyleError(f"output folder's parent {str(outdir.parent)!r} does not exist; create it first")
+        image_io.check_writable(outdir, "sweep output")
         outdir.mkdir()
-    for stale in outdir.glob(".*.tmp"):  # left by a run killed mid-write; the real file was never replaced
-        stale.unlink()
+    image_io.check_writable(outdir / MANIFEST, "sweep manifest")
+    image_io.check_writable(outdir / SHEET, "contact sheet")
+    image_io.clean_stale_temps(outdir)  # only our own, left by a writer killed mid-write
     finished = done_ids(outdir)
     todo = [j for j in jobs if j.id not in finished]
     counts = {"total": len(jobs), "skipped": len(jobs) - len(todo), "done": 0, "failed": 0, "groups": 0}
@@ -191,24 +228,36 @@ def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_
 
     report()
     runnable, decoded = [], {}  # each distinct file is decoded once, then shared by its jobs
-    for job in todo:  # unreadable images are failures of their job, not of the sweep
+    for job in todo:  # unreadable or unusable images are failures of their job, not of the sweep
         try:
-            for path in (job.content, *job.styles):
+            content_key = (job.content, job.config.size)  # photos are kept at the job's size, not at full size
+            if content_key not in decoded:
+                decoded[content_key] = image_io.load_image(job.content, job.config.size)
+            for path in job.styles:
                 if path not in decoded:
                     decoded[path] = image_io.load_image(path)
-            runnable.append(job)
+            transfer.prepare(decoded[content_key], [decoded[p] for p in job.styles], job.config)
+            runnable.append((job, content_key))
         except JaxstyleError as e:
-            _append(outdir, {"id": job.id, "status": "failed", "reason": str(e), "content": job.content,
-                             "styles": job.styles, "config": dataclasses.asdict(job.config)})
+            _fail(outdir, job, f"{e} (job {job.id}: content {Path(job.content).name}, "
+                               f"style {', '.join(Path(p).name for p in job.styles)})")
             counts["failed"] += 1
             report()
-    as_batch = [batching.Job(decoded[j.content], tuple(decoded[p] for p in j.styles), j.config) for j in runnable]
+    as_batch = [batching.Job(decoded[key], tuple(decoded[p] for p in j.styles), j.config) for j, key in runnable]
+    runnable = [j for j, _ in runnable]
     for group in batching.group_jobs(as_batch) if as_batch else []:
         counts["groups"] += 1
         t0 = time.perf_counter()
 
         def finished_one(i, result, group=group, t0=t0):
             job = runnable[group[i]]
+            interrupt.check()
+            if not all(math.isfinite(v) for v in result.terms.values()):
+                _fail(outdir, job, f"the loss became non-finite ({result.terms['total']}): the optimisation diverged; "
+                                   "lower lr or the weights")
+                counts["failed"] += 1
+                report()
+                return
             image_io.save_image(result.image, outdir / job.filename)  # atomic
             _append(outdir, {"id": job.id, "status": "ok", "image": job.filename, "content": job.content,
                              "styles": job.styles, "swept": dict(job.swept), "config": dataclasses.asdict(job.config),

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import losses, vgg
+from . import interrupt, losses, vgg
 from .objective import stack
 from .errors import JaxstyleError
 
@@ -278,7 +278,11 @@ def _terms(parts, x, targets, coef, spec):
 # a process hung for good, idle, when a computation with an eigendecomposition (the W2 loss) or
 # dozens of tile calls were in flight and another was dispatched; one call at a time never did. A
 # tile takes far longer than the dispatch latency this costs (microseconds against 0.01-10 s).
-_sync = jax.block_until_ready
+# A Ctrl-C stops a long tiled evaluation after the current tile (``jaxstyle.interrupt``).
+def _sync(value):
+    value = jax.block_until_ready(value)
+    interrupt.check()
+    return value
 
 
 def _parts(x, weights, targets, spec, plan: TilePlan) -> list:
@@ -391,23 +395,38 @@ def tiled_bytes(plan: TilePlan) -> int:
 
 
 def choose_plan(height: int, width: int, layers, *, max_memory: float | None = None,
-                tile: int | None = None) -> TilePlan | None:
+                tile: int | None = None, what: str = "the image") -> TilePlan | None:
     """``None`` (evaluate whole) or the tile plan for an image of this size.
 
     Args:
       layers: every layer the objective reads.
       max_memory: budget in bytes; default 70% of :func:`free_memory_bytes`.
       tile: force tiling with cores of this many pixels (``0``: never tile).
+      what: names the image in the error message.
 
     Returns:
       ``None`` when the image fits untiled (or ``tile == 0``); else the plan with the largest core in
       :data:`TILE_CHOICES` whose estimate fits. Raises :class:`JaxstyleError` when nothing fits.
     """
+    budget = 0.7 * free_memory_bytes() if max_memory is None else float(max_memory)
     if tile is not None:
         if tile == 0:
+            if untiled_bytes(height, width) > max(budget, total_memory_bytes()):
+                raise JaxstyleError(
+                    f"{what} ({width}x{height}) needs about {untiled_bytes(height, width) / 2**30:.1f} GB untiled, more "
+                    f"than this machine has: drop --tile 0 (it then runs tile by tile) or lower --size")
             return None
-        return make_plan(height, width, tile, layers)
-    budget = 0.7 * free_memory_bytes() if max_memory is None else float(max_memory)
+        limit = max(budget, total_memory_bytes())
+        if BASE_BYTES + STATE_BYTES_PER_PIXEL * height * width > limit:  # before enumerating the tiles
+            raise JaxstyleError(
+                f"{what} ({width}x{height}) needs more than {limit / 2**30:.1f} GB even tiled, more than this machine has: "
+                f"make it at most {largest_fitting_size(height, width, layers, limit)} px on its long side (lower --size)")
+        plan = make_plan(height, width, tile, layers)
+        if tiled_bytes(plan) > limit:
+            raise JaxstyleError(
+                f"{what} ({width}x{height}) needs about {tiled_bytes(plan) / 2**30:.1f} GB tiled at {tile} px, more than "
+                "this machine has: use a smaller --tile, or lower --size")
+        return plan
     if untiled_bytes(height, width) <= budget:
         return None
     for core in TILE_CHOICES:
@@ -416,6 +435,34 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
             return plan
     smallest = make_plan(height, width, TILE_CHOICES[-1], layers)
     raise JaxstyleError(
-        f"a {width}x{height} image needs about {tiled_bytes(smallest) / 2**30:.1f} GB even tiled at "
-        f"{TILE_CHOICES[-1]} px, over the {budget / 2**30:.1f} GB budget: lower --size or raise --max-memory"
+        f"{what} ({width}x{height}) needs about {tiled_bytes(smallest) / 2**30:.1f} GB even tiled at "
+        f"{TILE_CHOICES[-1]} px, over the {budget / 2**30:.1f} GB budget: make it at most "
+        f"{largest_fitting_size(height, width, layers, budget)} px on its long side (lower --size or --style-scale) "
+        "or raise --max-memory"
     )
+
+
+def largest_fitting_size(height: int, width: int, layers, budget: float) -> int:
+    """The largest long side at this aspect ratio whose smallest-tile plan fits ``budget`` bytes."""
+    def fits(long_side: int) -> bool:
+        scale = long_side / max(height, width)
+        h, w = max(1, round(height * scale)), max(1, round(width * scale))
+        return tiled_bytes(make_plan(h, w, TILE_CHOICES[-1], layers)) <= budget
+
+    low, high = 16, max(height, width)
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
+
+
+def total_memory_bytes() -> int:
+    """All of the default device's memory (the accelerator's, else the host's RAM)."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30

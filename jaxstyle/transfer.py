@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import color
+from . import color, interrupt
 from . import image as image_io
-from . import objective, optimize, tiling
+from . import losses, objective, optimize, tiling
 from .config import StyleConfig, layer_weights
 from .errors import JaxstyleError
 from .weights import VGGWeights, load_bundled
@@ -53,19 +53,16 @@ class Result:
 
 
 def _as_image(value: ImageLike, what: str) -> np.ndarray:
-    if isinstance(value, (str, os.PathLike)):
+    if isinstance(value, (str, bytes, os.PathLike)):
         return image_io.load_image(value)
-    array = np.asarray(value, dtype=np.float32)
-    if array.ndim != 3 or array.shape[-1] != 3:
-        raise JaxstyleError(f"{what} array has shape {array.shape}; give an (H, W, 3) RGB array in [0, 1]")
-    return array
+    return image_io.image_array(value, what)
 
 
-def _check_size(array: np.ndarray, config: StyleConfig, what: str) -> None:
-    if min(array.shape[:2]) < config.min_size:
+def _check_size(shape: tuple[int, ...], config: StyleConfig, what: str) -> None:
+    if min(shape[:2]) < config.min_size:
         raise JaxstyleError(
-            f"{what} is {array.shape[1]}x{array.shape[0]} px after resizing, too small for the layers used: "
-            f"each side must be at least {config.min_size} px; raise --size or use shallower layers"
+            f"{what} is {shape[1]}x{shape[0]} px after resizing, too small for the layers used: "
+            f"each side must be at least {config.min_size} px; raise --size (or --style-scale) or use shallower layers"
         )
 
 
@@ -94,18 +91,28 @@ def prepare(content: ImageLike, styles: ImageLike | Sequence[ImageLike], config:
       images as loaded (each is resized once per scale, from this original, when used). Raises if
       any image is too small for the layers at the final scale.
     """
+    if not isinstance(config, StyleConfig):
+        raise JaxstyleError(f"config must be a jaxstyle.StyleConfig, not {type(config).__name__}; e.g. StyleConfig(size=512)")
     config.validate()
-    if isinstance(styles, (str, os.PathLike, np.ndarray)):
+    if isinstance(styles, (str, bytes, os.PathLike, np.ndarray)):
         styles = [styles]
+    styles = list(styles)
     if not styles:
         raise JaxstyleError("no style image given; pass at least one")
     config.style_scales(len(styles))
     config.blend(len(styles))
-    content_arr = image_io.resize_long_side(_as_image(content, "content image"), config.size)
-    _check_size(content_arr, config, "the content image")
+    content_original = _as_image(content, "content image")
+    shape = image_io.long_side_shape(content_original.shape, config.size)
+    tile_plan(shape, config)  # refuses, before any resizing, a size that cannot fit even tiled
+    content_arr = image_io.resize_long_side(content_original, config.size)
+    _check_size(content_arr.shape, config, "the content image")
     originals = [_as_image(s, "style image") for s in styles]
-    for s in styles_at(originals, config.size, config):
-        _check_size(s, config, "a style image")
+    for k, (s, scale) in enumerate(zip(originals, config.style_scales(len(originals)))):
+        style_shape = image_io.long_side_shape(s.shape, max(1, round(config.size * scale)))
+        what = f"style image {k + 1}" + (f" ({styles[k]})" if not isinstance(styles[k], np.ndarray) else "")
+        _check_size(style_shape, config, what)
+        tiling.choose_plan(*style_shape, objective_spec(config).layers, max_memory=config.memory_budget,
+                           what=f"{what} at --style-scale {scale:g}")
     return content_arr, originals
 
 
@@ -214,13 +221,22 @@ def make_objective(weights: VGGWeights, content: np.ndarray, styles: Sequence[np
     painting never needs its whole activations at once.
     """
     spec = objective_spec(config)
-    if tiles is None:
+    style_tiles = [tiles.tile if tiles is not None else _style_tile(s.shape, config) for s in styles]
+    if tiles is None and not any(style_tiles):
         targets = objective.make_targets(weights, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec)
     else:
-        per_style = [tiling.style_statistics(weights, jnp.asarray(s), spec.style_layers, spec.pooling, spec.style_loss,
-                                             tiles.tile) for s in styles]
+        if tiles is None:
+            content_target = objective.image_features(weights, jnp.asarray(content), spec.content_layers, spec.pooling)
+        else:
+            content_target = tiling.features(weights, jnp.asarray(content), spec.content_layers, spec.pooling, tiles.tile)
+        per_style = [
+            tiling.style_statistics(weights, jnp.asarray(s), spec.style_layers, spec.pooling, spec.style_loss, tile)
+            if tile else {layer: losses.style_statistic(f, spec.style_loss)
+                          for layer, f in objective.image_features(weights, jnp.asarray(s), spec.style_layers, spec.pooling).items()}
+            for s, tile in zip(styles, style_tiles)
+        ]
         targets = objective.Targets(
-            content=tiling.features(weights, jnp.asarray(content), spec.content_layers, spec.pooling, tiles.tile),
+            content=content_target,
             style={layer: objective.stack([p[layer] for p in per_style]) for layer in spec.style_layers},
         )
     coef = objective.LossWeights(
@@ -234,19 +250,33 @@ def make_objective(weights: VGGWeights, content: np.ndarray, styles: Sequence[np
     return weights, targets, coef, spec
 
 
-def run_steps(step, x, state, lr, data, steps: int, config: StyleConfig, *, report=None) -> tuple:
+def _style_tile(shape: tuple[int, ...], config: StyleConfig) -> int | None:
+    """Core size for a style image's statistics (forward only): ``None`` when it fits whole. A
+    painting at a large ``style_scale`` can need tiling while the output does not."""
+    if config.tile == 0:
+        return None
+    plan = tiling.choose_plan(shape[0], shape[1], objective_spec(config).layers, max_memory=config.memory_budget,
+                              what="a style image")
+    return None if plan is None else plan.tile
+
+
+def run_steps(step, x, state, lr, data, steps: int, config: StyleConfig, *, report=None, offset: int = 0) -> tuple:
     """Queue ``steps`` calls of a jitted ``step`` (single or batched) from ``x`` and ``state``.
 
     Returns ``(image, losses, evaluations, first_step_s)``: the last iterate, or the bias-corrected
     moving average when ``config.average`` is set; losses and evaluations stacked over steps on
     axis 0 (``(steps,)`` or ``(steps, batch)``). ``report(i, loss, x_now)`` is called every
-    ``config.chunk`` steps and after the last; only then does Python wait for the device.
+    ``config.chunk`` steps and after the last; only then does Python wait for the device. A single
+    run (scalar loss) whose loss is NaN or infinite there stops with a :class:`JaxstyleError` naming
+    the step (``offset`` + i: the steps of earlier scales); a batch leaves that to its caller, per
+    job. An interrupt (``jaxstyle.interrupt``) stops the loop at the next step.
     """
     decay = jnp.float32(config.average)
     avg = jnp.zeros_like(x) if config.average else None
     losses, evals, first_step = [], [], None
     t0 = time.perf_counter()
     for i in range(steps):
+        interrupt.check()
         x, state, loss, n_evals = step(x, state, lr, data)
         if avg is not None:
             avg = _ema(avg, x, decay)
@@ -255,9 +285,14 @@ def run_steps(step, x, state, lr, data, steps: int, config: StyleConfig, *, repo
         if i == 0:
             jax.block_until_ready(x)
             first_step = time.perf_counter() - t0
-        if report is not None and ((i + 1) % config.chunk == 0 or i + 1 == steps):
-            current = x if avg is None else avg / (1.0 - config.average ** (i + 1))
-            report(i + 1, float(loss), current)
+        if (i + 1) % config.chunk == 0 or i + 1 == steps:
+            if jnp.ndim(loss) == 0 and not np.isfinite(float(loss)):
+                raise JaxstyleError(
+                    f"the loss became {float(loss)} by step {offset + i + 1}: the optimisation diverged; lower "
+                    "--lr, or the weights (--content-weight, --style-weight, --tv-weight), or use --optimizer lbfgs")
+            if report is not None:
+                current = x if avg is None else avg / (1.0 - config.average ** (i + 1))
+                report(i + 1, float(loss), current)
     if avg is not None:  # bias correction of the moving average (as in Adam)
         x = jnp.clip(avg / (1.0 - config.average**steps), 0.0, 1.0)
     history = np.stack(jax.device_get(losses)).astype(np.float32)
@@ -272,7 +307,7 @@ def loss_terms(x: jax.Array, data, tiles: tiling.TilePlan | None = None) -> dict
 
 
 def optimize_image(x: jax.Array, data, config: StyleConfig, steps: int, *, report=None,
-                   tiles: tiling.TilePlan | None = None) -> tuple:
+                   tiles: tiling.TilePlan | None = None, offset: int = 0) -> tuple:
     """Run ``steps`` optimizer iterations from ``x``; returns (image, losses, evaluations, first_step_s).
 
     ``report(i, loss, x_now)`` is called every ``config.chunk`` steps and after the last. With a tile
@@ -285,7 +320,7 @@ def optimize_image(x: jax.Array, data, config: StyleConfig, steps: int, *, repor
                                        config.optimizer, config.linesearch)
     state = optimize.state_initializer(config.optimizer, config.linesearch)(x)
     x, history, evaluations, first_step = run_steps(step, x, state, jnp.float32(config.learning_rate), data,
-                                                    steps, config, report=report)
+                                                    steps, config, report=report, offset=offset)
     return x, history, int(evaluations), first_step
 
 
@@ -349,7 +384,7 @@ def stylize(
                     tiling=tiles.describe() if tiles is not None else "",
                 ))
 
-        x, history, n_evals, first = optimize_image(x, data, config, steps, report=report, tiles=tiles)
+        x, history, n_evals, first = optimize_image(x, data, config, steps, report=report, tiles=tiles, offset=done)
         histories.append(history)
         evaluations += n_evals
         first_step = first if first_step is None else first_step

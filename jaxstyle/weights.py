@@ -154,6 +154,8 @@ def params_from_tensors(tensors: Mapping[str, np.ndarray], scheme: str | None = 
         bias = _float(name, "bias", tensors[keys[-1]])
         if tuple(bias.shape) != (expected[-1],):
             raise JaxstyleError(f"{name} bias has shape {tuple(bias.shape)}; expected ({expected[-1]},)")
+        if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
+            raise JaxstyleError(f"{name} holds NaN or infinite values; the weight file is damaged: fetch or convert it again")
         params[name] = {"kernel": np.ascontiguousarray(kernel), "bias": bias}
     return params
 
@@ -184,11 +186,18 @@ def read_tensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
     """Read only the VGG-19 conv tensors of a safetensors or ``.npz`` file, and its metadata."""
     path = check_weight_path(path)
     if path.suffix.lower() == ".npz":
+        import zipfile
+
         try:
-            with np.load(path, allow_pickle=False) as z:
+            z = np.load(path, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise JaxstyleError(f"{path.name} holds a single array (.npy), not an .npz archive of named "
+                                    "tensors; save it with numpy.savez(name=array, ...)")
+            with z:
                 tensors = {k: z[k] for k in z.files}
-        except ValueError as e:
-            raise JaxstyleError(f"cannot read {path.name} as .npz without pickle ({e})") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise JaxstyleError(f"cannot read {path.name} as .npz without pickle ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                                "the file is damaged, truncated or not an .npz") from None
         scheme = naming_scheme(tensors)
         keep = {k for keys in needed_keys(scheme).values() for k in keys}
         return {k: v for k, v in tensors.items() if k in keep}, {}
@@ -200,15 +209,21 @@ def read_tensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
             scheme = naming_scheme(names)
             keep = [k for keys in needed_keys(scheme).values() for k in keys if k in names]
             return {k: f.get_tensor(k) for k in keep}, dict(f.metadata() or {})
-    except SafetensorError as e:
+    except (SafetensorError, OSError) as e:
         raise JaxstyleError(f"cannot read {path.name} as safetensors ({e}); the file is damaged or not safetensors") from None
 
 
 def cache_dir() -> Path:
     """jaxstyle's own cache folder: ``$JAXSTYLE_CACHE``, else ``$XDG_CACHE_HOME/jaxstyle`` or ``~/.cache/jaxstyle``."""
     if os.environ.get("JAXSTYLE_CACHE"):
-        return Path(os.environ["JAXSTYLE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxstyle"
+        folder = Path(os.environ["JAXSTYLE_CACHE"])
+        what = "JAXSTYLE_CACHE"
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxstyle"
+        what = "jaxstyle's cache folder"
+    if folder.exists() and not folder.is_dir():
+        raise JaxstyleError(f"{what} {str(folder)!r} is a file, not a folder; point JAXSTYLE_CACHE at a folder")
+    return folder
 
 
 def _hash_registry() -> Path:
@@ -217,7 +232,17 @@ def _hash_registry() -> Path:
 
 def recorded_hashes() -> dict[str, str]:
     path = _hash_registry()
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        hashes = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        raise JaxstyleError(f"the hash registry {str(path)} is damaged ({type(e).__name__}); delete it and re-record "
+                            "your files with `jaxstyle weights trust PATH`") from None
+    if not isinstance(hashes, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in hashes.items()):
+        raise JaxstyleError(f"the hash registry {str(path)} is not a map of names to hashes; delete it and re-record "
+                            "your files with `jaxstyle weights trust PATH`")
+    return hashes
 
 
 def record_hash(key: str, digest: str) -> None:
@@ -227,26 +252,30 @@ def record_hash(key: str, digest: str) -> None:
     hashes = recorded_hashes()
     hashes[key] = digest
     path = _hash_registry()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise JaxstyleError(f"cannot create the cache folder {str(path.parent)!r} ({e.strerror}); "
+                            "set JAXSTYLE_CACHE to a writable folder") from None
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n"))
 
 
 def check_hash(key: str, path: str | os.PathLike, *, expected: str | None = None, fix: str = "") -> str:
     """SHA-256 of ``path``, checked against ``expected`` or the hash recorded for ``key``.
 
-    With neither, the hash is recorded now (trust on first use). A mismatch names both hashes.
+    With neither, the hash is to be recorded (trust on first use): the caller records it with
+    :func:`record_hash` once the file has loaded completely (a truncated download is never
+    trusted). Returns ``(digest, new)``; a mismatch names both hashes and the fix.
     """
     digest = sha256_file(path)
     known = expected or recorded_hashes().get(key)
-    if known is None:
-        record_hash(key, digest)
-    elif digest != known:
+    if known is not None and digest != known:
         raise JaxstyleError(
             f"{Path(path).name} has SHA-256 {digest}, but {known} was "
-            f"{'pinned' if expected else 'recorded on first use'} for {key}; the file changed or is damaged"
-            + (f": {fix}" if fix else "")
+            f"{'pinned' if expected else 'recorded on first use'} for {key}; the file changed or is damaged: "
+            + (fix or f"if you changed it on purpose, trust the new file with `jaxstyle weights trust {path}`")
         )
-    return digest
+    return digest, known is None
 
 
 def load_file(path: str | os.PathLike, preprocessing: str | None = None, *, key: str | None = None,
@@ -260,14 +289,29 @@ def load_file(path: str | os.PathLike, preprocessing: str | None = None, *, key:
       expected_sha256: a pinned hash; default trust on first use.
     """
     path = check_weight_path(path)
-    digest = check_hash(key or str(path.resolve()), path, expected=expected_sha256, fix=fix)
+    key = key or str(path.resolve())
+    digest, new = check_hash(key, path, expected=expected_sha256, fix=fix)
     tensors, meta = read_tensors(path)
     scheme = naming_scheme(tensors)
     name = preprocessing or meta.get("preprocessing") or ("torchvision" if scheme == "torchvision" else "caffe")
     if name not in PREPROCESSINGS:
         raise JaxstyleError(f"unknown preprocessing {name!r}; choose one of {', '.join(PREPROCESSINGS)}")
     params = jax.tree.map(jnp.asarray, params_from_tensors(tensors, scheme))
+    if new:  # only a file that loaded completely is trusted
+        record_hash(key, digest)
     return VGGWeights(params=params, preprocessing=PREPROCESSINGS[name], sha256=digest)
+
+
+def trust(path: str | os.PathLike, key: str | None = None) -> str:
+    """Check that ``path`` loads as VGG-19 weights, then record its SHA-256 (replacing any recorded
+    one): the fix when a file was changed on purpose. Returns the hash."""
+    path = check_weight_path(path)
+    key = key or str(path.resolve())
+    tensors, _ = read_tensors(path)
+    params_from_tensors(tensors)
+    digest = sha256_file(path)
+    record_hash(key, digest)
+    return digest
 
 
 @functools.lru_cache(maxsize=None)

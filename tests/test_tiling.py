@@ -129,10 +129,15 @@ def test_choose_plan_picks_untiled_when_it_fits_else_the_largest_tile_that_fits(
     # The documented estimate: base + crop activations + image-sized state.
     assert tiling.tiled_bytes(plan) == (tiling.BASE_BYTES + tiling.CROP_BYTES_PER_PIXEL * plan.crop[0] * plan.crop[1]
                                         + tiling.STATE_BYTES_PER_PIXEL * 3072 * 4096)
-    assert tiling.choose_plan(3072, 4096, layers, tile=0) is None
+    assert tiling.choose_plan(3072, 4096, layers, tile=0, max_memory=64 << 30) is None  # never tile, if asked
+    with pytest.raises(JaxstyleError, match="drop --tile 0"):  # ... unless it cannot fit any machine's memory
+        tiling.choose_plan(30000, 40000, layers, tile=0, max_memory=64 << 30)
     assert tiling.choose_plan(300, 400, layers, tile=64).tile == 64
-    with pytest.raises(JaxstyleError, match="max-memory"):
+    with pytest.raises(JaxstyleError, match="max-memory") as refused:
         tiling.choose_plan(3072, 4096, layers, max_memory=1 << 30)
+    largest = int(str(refused.value).split("at most ")[1].split(" px")[0])  # the size it suggests fits, one more does not
+    fits = lambda side: tiling.tiled_bytes(tiling.make_plan(round(3072 * side / 4096), side, 256, layers)) <= 1 << 30
+    assert fits(largest) and not fits(largest + 1)
 
 
 def test_a_tiled_run_gives_the_untiled_image():

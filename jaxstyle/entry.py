@@ -1,0 +1,21 @@
+"""The console script: signal handlers first, then the (slow) imports of JAX and the CLI."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv=None) -> int:
+    from . import interrupt
+
+    with interrupt.installed():
+        try:
+            from .cli import main as cli_main
+        except KeyboardInterrupt as e:
+            print("jaxstyle: interrupted during start-up; no output written", file=sys.stderr)
+            return getattr(e, "exit_code", 130)
+        return cli_main(argv, handle_signals=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
