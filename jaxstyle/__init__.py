@@ -5,6 +5,7 @@ command line can install its signal handlers before JAX starts (Ctrl-C during st
 """
 
 import importlib
+import importlib.util
 
 _PUBLIC = {
     "LAYERS": "vgg",
@@ -26,6 +27,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     if name not in _PUBLIC:
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # jaxstyle.notebook, jaxstyle.sweep, …
+            return importlib.import_module(f".{name}", __name__)
         raise AttributeError(f"module 'jaxstyle' has no attribute {name!r}")
     module, attribute = _PUBLIC[name] if isinstance(_PUBLIC[name], tuple) else (_PUBLIC[name], name)
     value = getattr(importlib.import_module(f".{module}", __name__), attribute)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Iterable, Literal, Mapping
 
 import jax
-import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from .errors import JaxstyleError

@@ -6,7 +6,6 @@ import json
 import struct
 import zlib
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image, ImageCms

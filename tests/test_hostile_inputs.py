@@ -20,7 +20,7 @@ from PIL import Image
 
 from jaxstyle import JaxstyleError, StyleConfig, cli, image, interrupt, optimize, transfer
 from jaxstyle import weights as W
-from jaxstyle.sweep import MANIFEST, expand, load_spec, read_manifest, run_sweep
+from jaxstyle.sweep import MANIFEST, expand, read_manifest, run_sweep
 
 from .conftest import smooth_image, stripes
 

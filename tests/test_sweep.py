@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxstyle
-from jaxstyle import JaxstyleError, cli, image
+from jaxstyle import cli, image
 from jaxstyle.batch import Job, stylize_batch
 from jaxstyle.sweep import MANIFEST, expand, load_spec, run_sweep
 
