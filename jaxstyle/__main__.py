@@ -1,5 +1,9 @@
 import sys
 
-from .entry import main
+try:
+    from .entry import main
+except KeyboardInterrupt:  # Ctrl-C in the first milliseconds
+    print("jaxstyle: interrupted during start-up; no output written", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -19,7 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import objective, optimize, transfer
-from .config import StyleConfig
+from .config import INITS, StyleConfig
 from .errors import JaxstyleError
 from .weights import VGGWeights
 
@@ -45,7 +45,7 @@ def static_key(job_config: StyleConfig, content_shape, n_styles: int) -> tuple:
     fields = dataclasses.asdict(job_config)
     for name in TRACED_FIELDS:
         fields.pop(name)
-    fields["init_kind"] = job_config.init if job_config.init in ("content", "noise") else "file"
+    fields["init_kind"] = job_config.init if job_config.init in INITS else "file"
     return (tuple(content_shape), n_styles, tuple(sorted((k, repr(v)) for k, v in fields.items())))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 import traceback
 import warnings
@@ -15,6 +16,7 @@ from pathlib import Path
 from . import color, interrupt, losses, optimize, vgg
 from .config import INITS, StyleConfig
 from .errors import JaxstyleError
+from .hub import DEFAULT as DEFAULT_WEIGHTS
 
 DEVICES = ("cpu", "gpu", "tpu")
 ISSUES = "https://github.com/jaxstyle/jaxstyle/issues"
@@ -22,6 +24,12 @@ _DEFAULT = StyleConfig()
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # No abbreviated flags: `--content-w 0.5` was read as --content-weight by argparse but missed
+        # by given_options, so under --preset paper the user's value was silently dropped.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, exit 2, as for every other bad input
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
@@ -94,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=_DEFAULT.seed, help="seed of every random choice")
     p.add_argument("--save-every", type=int, default=None, metavar="N", help="also write OUT_NNNN.ext every N steps")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="bits per channel (16: .png or .tif)")
-    p.add_argument("--weights", default="caffe-q8",
+    p.add_argument("--weights", default=DEFAULT_WEIGHTS,
                    help="VGG-19 weights: caffe-q8 (bundled), torchvision (after `jaxstyle weights fetch torchvision`) "
                         "or a .safetensors/.npz file")
     p.add_argument("--device", choices=DEVICES, default=None, help="run on this kind of device (default: JAX's default)")
@@ -102,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("default", "paper"), default="default",
                    help="paper: Gatys et al. (noise start, avg pooling, normalised VGG, alpha/beta 1e-3, "
                         "eq. 1 per position); explicit options still override it")
-    p.add_argument("--normalize-vgg", action="store_true", help="the paper's normalised network (mean activation 1)")
+    p.add_argument("--normalize-vgg", action=argparse.BooleanOptionalAction, default=_DEFAULT.normalize_vgg,
+                   help="the paper's normalised network (mean activation 1); --no-normalize-vgg turns it off under --preset paper")
     p.add_argument("--plot-loss", default=None, metavar="PNG", help="also save the loss curve as a plot")
     return p
 
@@ -173,27 +182,53 @@ def check_outputs(outputs: dict[str, Path], inputs: dict[str, object]) -> None:
             raise JaxstyleError(f"{what} and {other} are the same file {str(path)!r}; give each its own name")
 
 
+@dataclasses.dataclass(frozen=True)
+class Render:
+    """One image to render, as the main command and ``rerun`` describe it."""
+
+    content: str
+    styles: tuple[str, ...]
+    output: str
+    config: StyleConfig
+    weights: str = DEFAULT_WEIGHTS
+    bit_depth: int = 8
+    save_every: int | None = None
+    plot_loss: str | None = None
+    quiet: bool = False
+    device: str | None = None
+    argv: tuple | None = None
+
+
 def run(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    config = config_from_args(args, given_options(parser, argv))
+    return render(Render(
+        content=args.content, styles=tuple(args.styles), output=args.output,
+        config=config_from_args(args, given_options(parser, argv)), weights=args.weights, bit_depth=args.bit_depth,
+        save_every=args.save_every, plot_loss=args.plot_loss, quiet=args.quiet, device=args.device,
+        argv=tuple(argv) if argv is not None else None))
+
+
+def render(job: Render) -> int:
+    """Check every output, then optimise, save the image, its sidecar and the optional plot."""
     from .image import check_output_path, load_image, save_image
     from .provenance import metadata, sidecar_path, write_sidecar
     from .transfer import prepare, stylize
     from .hub import load as load_weights
 
-    if args.save_every is not None and args.save_every < 1:
-        raise JaxstyleError(f"--save-every (={args.save_every}) must be a positive number of steps")
-    output = check_output_path(args.output, args.bit_depth)
+    config = job.config
+    if job.save_every is not None and job.save_every < 1:
+        raise JaxstyleError(f"--save-every (={job.save_every}) must be a positive number of steps")
+    output = check_output_path(job.output, job.bit_depth)
     outputs = {"-o": output, "the sidecar": sidecar_path(output)}
-    if args.plot_loss:
-        outputs["--plot-loss"] = check_output_path(args.plot_loss)
+    if job.plot_loss:
+        outputs["--plot-loss"] = check_output_path(job.plot_loss)
     total = sum(steps for _, steps in config.schedule())
-    if args.save_every:
-        for step in sorted({*range(args.save_every, total + 1, args.save_every), total}):
+    if job.save_every:
+        for step in sorted({*range(job.save_every, total + 1, job.save_every), total}):
             outputs[f"the --save-every image of step {step}"] = intermediate_path(output, step)
     init = config.init
-    inputs = {"content image": args.content, **{f"style image {i + 1}": s for i, s in enumerate(args.styles)}}
+    inputs = {"content image": job.content, **{f"style image {i + 1}": s for i, s in enumerate(job.styles)}}
     if init not in INITS:
         inputs["--init image"] = init
     check_outputs(outputs, inputs)
@@ -201,37 +236,65 @@ def run(argv=None) -> int:
         raise JaxstyleError(f"--init {init!r} is neither {' nor '.join(INITS)} nor an existing image file")
     if init not in INITS:
         load_image(init)  # fail on an unreadable start image before any work
-    content, styles = prepare(args.content, args.styles, config)  # bad images fail before any work
-    weights = load_weights(args.weights)  # stylize() normalises it if the config asks
-    with _device(args.device), _progress(config, args.quiet) as show:
+    content, styles = prepare(job.content, list(job.styles), config)  # bad images fail before any work
+    weights = load_weights(job.weights)  # stylize() normalises it if the config asks
+    with _device(job.device), _progress(config, job.quiet) as show:
         def callback(p):
             interrupt.check()
             if show is not None:
                 show(p)
-            if args.save_every and (p.step % args.save_every == 0 or p.step == p.steps):
+            if job.save_every and (p.step % job.save_every == 0 or p.step == p.steps):
                 path = intermediate_path(output, p.step)
-                save_image(p.image(), path, args.bit_depth)
+                save_image(p.image(), path, job.bit_depth)
                 interrupt.keep(path.name)
 
         result = stylize(content, styles, config, weights=weights, callback=callback,
-                         log=None if args.quiet else _say)
+                         log=None if job.quiet else _say)
     interrupt.check()
-    save_image(result.image, output, args.bit_depth)
+    save_image(result.image, output, job.bit_depth)
     interrupt.keep(output.name)
-    write_sidecar(output, metadata(result, content=args.content, styles=args.styles,
-                                   weights_sha256=weights.sha256, argv=argv))
-    if args.plot_loss:
+    write_sidecar(output, metadata(result, content=job.content, styles=job.styles, weights=job.weights,
+                                   weights_sha256=weights.sha256, bit_depth=job.bit_depth, argv=job.argv))
+    if job.plot_loss:
         from .image import save_pil
         from .sheet import loss_plot
 
-        save_pil(loss_plot({"total loss": result.history}, title=f"{Path(args.output).name}: loss per step"), args.plot_loss)
+        save_pil(loss_plot({"total loss": result.history}, title=f"{output.name}: loss per step"), job.plot_loss)
     t = result.timings
     print(
-        f"wrote {args.output} ({result.image.shape[1]}x{result.image.shape[0]}, {len(result.history)} steps, "
+        f"wrote {job.output} ({result.image.shape[1]}x{result.image.shape[0]}, {len(result.history)} steps, "
         f"loss {result.terms['total']:.4g}, {t['total']:.1f} s)",
         file=sys.stderr,
     )
     return 0
+
+
+def build_rerun_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="jaxstyle rerun", description="Render an image again from its JSON sidecar: the same "
+                "config, images, weights and bit depth give the same pixels on the same machine.")
+    p.add_argument("sidecar", help="the OUT.png.json written next to an image")
+    p.add_argument("-o", "--output", default=None, help="the new image (default: OUT_rerun.EXT beside the original)")
+    p.add_argument("--device", choices=DEVICES, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def run_rerun(argv) -> int:
+    from .provenance import read_sidecar
+
+    args = build_rerun_parser().parse_args(argv)
+    meta = read_sidecar(args.sidecar)
+    original = Path(str(args.sidecar)[: -len(".json")]) if str(args.sidecar).endswith(".json") else Path(args.sidecar)
+    output = args.output or str(original.with_name(f"{original.stem}_rerun{original.suffix}"))
+    weights = meta.get("weights") or DEFAULT_WEIGHTS
+    from .hub import load as load_weights
+
+    if load_weights(weights).sha256 != meta["weights_sha256"]:
+        raise JaxstyleError(f"the weights {weights!r} no longer have the SHA-256 recorded in {args.sidecar}; "
+                            "restore the file the image was made with")
+    return render(Render(content=meta["content"], styles=tuple(meta["styles"]), output=output, config=meta["config"],
+                         weights=weights, bit_depth=meta.get("bit_depth", 8), quiet=args.quiet, device=args.device,
+                         argv=("rerun", *argv)))
 
 
 def _say(line: str) -> None:
@@ -270,7 +333,7 @@ def build_weights_parser() -> argparse.ArgumentParser:
     f.add_argument("--revision", default=None)
     f.add_argument("--force", action="store_true", help="download again and re-record the hash")
     v = sub.add_parser("verify", help="check a set's or file's SHA-256 against the pinned or recorded one")
-    v.add_argument("name", nargs="?", default="caffe-q8")
+    v.add_argument("name", nargs="?", default=DEFAULT_WEIGHTS)
     t = sub.add_parser("trust", help="record a weight file's SHA-256 after checking it loads (after changing it on purpose)")
     t.add_argument("path", help=".safetensors or .npz weight file")
     c = sub.add_parser("convert", help="convert a weight file to jaxstyle safetensors")
@@ -315,7 +378,7 @@ def build_sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="sweep spec file (.toml or .json)")
     p.add_argument("-o", "--output", required=True, help="output folder (created; rerunning resumes)")
     p.add_argument("--batch", type=int, default=None, help="jobs per compiled batch (default: what fits in memory)")
-    p.add_argument("--weights", default="caffe-q8", help="as for the main command")
+    p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="as for the main command")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() and take this process's share of the jobs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -463,6 +526,8 @@ def _dispatch(argv) -> int:
         return run_weights(argv[1:])
     if argv[:1] == ["sweep"]:
         return run_sweep(argv[1:])
+    if argv[:1] == ["rerun"]:
+        return run_rerun(argv[1:])
     if argv[:1] in (["figure"], ["reconstruct"], ["texture"]):
         return run_paper(argv[0], argv[1:])
     return run(argv)

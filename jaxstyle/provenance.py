@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import StyleConfig
+from .errors import JaxstyleError
 from .image import atomic_write
 
 
@@ -18,7 +19,8 @@ def sidecar_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def metadata(result, *, content, styles, weights_sha256: str, argv=None) -> dict:
+def metadata(result, *, content, styles, weights_sha256: str, weights: str | None = None, bit_depth: int = 8,
+             argv=None) -> dict:
     import jax
     import jaxlib
 
@@ -31,7 +33,9 @@ def metadata(result, *, content, styles, weights_sha256: str, argv=None) -> dict
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "device": str(jax.devices()[0].device_kind),
+        "weights": None if weights is None else str(weights),
         "weights_sha256": weights_sha256,
+        "bit_depth": bit_depth,
         "content": str(content),
         "styles": [str(s) for s in styles],
         "config": dataclasses.asdict(result.config),
@@ -51,5 +55,22 @@ def write_sidecar(output: str | Path, meta: dict) -> Path:
 
 def config_from_sidecar(path: str | Path) -> StyleConfig:
     """The StyleConfig recorded in a sidecar (lists back to tuples), to rerun the same image."""
-    raw = json.loads(Path(path).read_text())["config"]
-    return StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    return read_sidecar(path)["config"]
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """A sidecar's contents, its ``config`` as a :class:`StyleConfig`; one-line errors for files
+    that are missing, damaged or not a jaxstyle sidecar (``jaxstyle rerun``)."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        raw = meta["config"]
+        meta["config"] = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        meta["styles"] = [str(s) for s in meta["styles"]]
+        str(meta["content"]), str(meta["weights_sha256"])
+    except FileNotFoundError:
+        raise JaxstyleError(f"sidecar {str(path)!r} does not exist; give the OUT.png.json written next to an image") from None
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise JaxstyleError(f"{str(path)!r} is not a readable jaxstyle sidecar ({type(e).__name__}: {e}); "
+                            "give the OUT.png.json written next to an image") from None
+    return meta

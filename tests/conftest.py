@@ -1,8 +1,20 @@
-"""Test settings: strict JAX so silent broadcasting bugs fail loudly; shared small fixtures."""
+"""Test settings: strict JAX so silent broadcasting bugs fail loudly; shared small fixtures.
 
-import jax
-import numpy as np
-import pytest
+Compiled programs persist on disk (JAX's compilation cache) for the whole suite and for the
+processes it starts (CLI subprocesses, notebook kernels inherit the environment): the same VGG
+programs are compiled in many tests and processes, and a second compile is a cache read.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"jaxstyle-tests-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

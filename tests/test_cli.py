@@ -88,3 +88,33 @@ def test_argparse_errors_exit_2(tmp_path):
     with pytest.raises(SystemExit) as e:
         cli.main([str(CONTENT), str(STYLE), "-o", str(tmp_path / "o.png"), "--steps", "many"])
     assert e.value.code == 2
+
+
+def test_abbreviated_flags_are_refused_and_every_preset_value_can_be_undone(capsys):
+    """argparse used to accept `--content-w 0.5` as --content-weight, while the paper preset's
+    override logic saw no --content-weight and dropped the value silently."""
+    with pytest.raises(SystemExit) as stop:
+        cli.build_parser().parse_args(["c.png", "s.png", "-o", "o.png", "--preset", "paper", "--content-w", "0.5"])
+    assert stop.value.code == 2 and "unrecognized arguments: --content-w" in capsys.readouterr().err
+    parser = cli.build_parser()
+    argv = ["c.png", "s.png", "-o", "o.png", "--preset", "paper", "--no-normalize-vgg", "--content-weight", "0.5"]
+    cfg = cli.config_from_args(parser.parse_args(argv), cli.given_options(parser, argv))
+    assert cfg == StyleConfig.paper(normalize_vgg=False, content_weight=0.5)
+
+
+def test_rerun_from_a_sidecar_reproduces_the_image_bit_for_bit(tmp_path, capsys):
+    out = tmp_path / "o.png"
+    argv = [str(CONTENT), str(STYLE), "-o", str(out), "--size", "40", "--steps", "4", "--init", "noise", "--seed", "5",
+            "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1", "--bit-depth", "16", "--quiet"]
+    assert cli.main(argv) == 0
+    assert cli.main(["rerun", str(out) + ".json", "--quiet"]) == 0
+    again = tmp_path / "o_rerun.png"
+    assert again.read_bytes() == out.read_bytes()  # every 16-bit sample (our PNG encoder is deterministic)
+    from jaxstyle.provenance import config_from_sidecar
+
+    assert config_from_sidecar(str(again) + ".json") == config_from_sidecar(str(out) + ".json")
+    capsys.readouterr()
+    (tmp_path / "bad.json").write_text('{"config": 3}')
+    assert cli.main(["rerun", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a readable jaxstyle sidecar" in err and len(err.strip().splitlines()) == 1
