@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle import JaxstyleError, StyleConfig, cli, image, interrupt, optimize, transfer
+from jaxstyle import JaxstyleError, StyleConfig, cli, image, optimize, transfer
 from jaxstyle import weights as W
 from jaxstyle.sweep import MANIFEST, expand, read_manifest, run_sweep
 
