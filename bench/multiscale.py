@@ -48,7 +48,7 @@ def main() -> int:
     data = transfer.make_objective(jaxstyle.load_bundled(), c, transfer.styles_at(styles, base.size, base), base)
 
     def loss(img):
-        return float(transfer._final_terms(jnp.asarray(img), data)["total"])
+        return float(transfer.loss_terms(jnp.asarray(img), data)["total"])
 
     per_step = single_s / args.steps
     equal_step = int(multi_s / per_step)

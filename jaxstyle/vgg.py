@@ -67,7 +67,7 @@ def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     return y + bias.reshape(1, 1, -1)
 
 
-def _pool(x: jax.Array, pooling: Pooling) -> jax.Array:
+def pool(x: jax.Array, pooling: Pooling) -> jax.Array:
     # 2x2, stride 2, floor (odd trailing row/column dropped, as in Caffe/PyTorch with floor mode).
     # A reshape is cheaper than reduce_window and its gradient (measured: see bench/speed.py).
     h, w, c = x.shape
@@ -106,7 +106,7 @@ def features(
         elif name.startswith("relu"):
             x = jax.nn.relu(x)
         else:  # named, so a jax.checkpoint policy can keep just the block outputs (bench/memory.py)
-            x = checkpoint_name(_pool(x, pooling), name)
+            x = checkpoint_name(pool(x, pooling), name)
         if name in wanted:
             out[name] = x
     return out

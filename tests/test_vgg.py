@@ -65,7 +65,7 @@ def test_unknown_layer_is_refused_with_the_valid_names(weights):
 
 def test_average_pooling_is_the_mean_of_each_window():
     x = jnp.arange(5 * 4 * 2, dtype=jnp.float32).reshape(5, 4, 2)
-    out = vgg._pool(x, "avg")
+    out = vgg.pool(x, "avg")
     assert out.shape == (2, 2, 2)  # odd trailing row dropped (floor), as in Caffe and PyTorch
     np.testing.assert_allclose(out[0, 0], np.asarray(x[:2, :2]).mean(axis=(0, 1)))
-    np.testing.assert_allclose(vgg._pool(x, "max")[1, 1], np.asarray(x[2:4, 2:4]).max(axis=(0, 1)))
+    np.testing.assert_allclose(vgg.pool(x, "max")[1, 1], np.asarray(x[2:4, 2:4]).max(axis=(0, 1)))
