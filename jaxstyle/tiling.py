@@ -365,11 +365,17 @@ def style_statistics(weights, image: jax.Array, layers, pooling: str, kind: str,
 
 # --- when to tile -------------------------------------------------------------------------------
 
-def free_memory_bytes() -> int:
-    """Memory free on the default device: the accelerator's own, else the host's available memory."""
+def _accelerator_stats() -> dict | None:
+    """The default device's memory statistics when it reports a limit (GPU, TPU), else ``None``."""
     device = jax.devices()[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
+    return stats if stats and "bytes_limit" in stats else None
+
+
+def free_memory_bytes() -> int:
+    """Memory free on the default device: the accelerator's own, else the host's available memory."""
+    stats = _accelerator_stats()
+    if stats:
         return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
     try:
         with open("/proc/meminfo") as f:
@@ -458,9 +464,8 @@ def largest_fitting_size(height: int, width: int, layers, budget: float) -> int:
 
 def total_memory_bytes() -> int:
     """All of the default device's memory (the accelerator's, else the host's RAM)."""
-    device = jax.devices()[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
+    stats = _accelerator_stats()
+    if stats:
         return int(stats["bytes_limit"])
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
