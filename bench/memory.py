@@ -35,7 +35,7 @@ def measure(size: int, mode: str, tile: int | None, repeats: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from jaxstyle import StyleConfig, load_bundled, objective, tiling, transfer
+    from jaxstyle import StyleConfig, load_bundled, objective, problem, tiling
 
     device = jax.devices()[0]
     gpu = device.platform != "cpu"
@@ -50,7 +50,7 @@ def measure(size: int, mode: str, tile: int | None, repeats: int) -> dict:
     baseline = peak()
     h, w = size * 3 // 4, size
     cfg = StyleConfig(size=size)
-    spec = transfer.objective_spec(cfg)
+    spec = problem.objective_spec(cfg)
     plan = None
     if mode == "tiled":
         plan = tiling.make_plan(h, w, tile, spec.layers)
@@ -59,12 +59,12 @@ def measure(size: int, mode: str, tile: int | None, repeats: int) -> dict:
     c = jnp.arange(3, dtype=jnp.float32).reshape(1, 1, 3)
     content = 0.5 + 0.4 * jnp.sin(0.05 * i + 0.03 * j + c) * jnp.cos(0.011 * j - 0.7 * c)
     style = 0.5 + 0.4 * jnp.sign(jnp.sin(0.2 * (i + j) + c))[: h // 2, : w // 2]
-    data = transfer.make_objective(weights, content, [style], cfg, plan if mode == "tiled" else None)
+    data = problem.make_problem(weights, content, [style], cfg, plan if mode == "tiled" else None)
     x = 0.9 * content + 0.05
     if mode == "tiled":
-        evaluate = lambda x: tiling.value_and_grad(x, *data, plan)
+        evaluate = lambda x: tiling.value_and_grad(x, data, plan)
     else:
-        loss = lambda x: objective.total_loss(x, *data)
+        loss = lambda x: objective.total_loss(x, data)
         if mode == "remat":
             names = tuple(f"pool{b}" for b in range(1, 6))
             loss = jax.checkpoint(loss, policy=jax.checkpoint_policies.save_only_these_names(*names))

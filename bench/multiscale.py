@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import images  # noqa: E402
 
 import jaxstyle  # noqa: E402
-from jaxstyle import transfer  # noqa: E402
+from jaxstyle import problem, transfer  # noqa: E402
 
 
 def main() -> int:
@@ -44,8 +44,8 @@ def main() -> int:
                                                           scale_steps=args.scale_steps))
     multi_s = time.perf_counter() - t
 
-    c, styles = transfer.prepare(content, style, base)
-    data = transfer.make_objective(jaxstyle.load_bundled(), c, transfer.styles_at(styles, base.size, base), base)
+    c, styles = problem.prepare(content, style, base)
+    data = problem.make_problem(jaxstyle.load_bundled(), c, problem.styles_at(styles, base.size, base), base)
 
     def loss(img):
         return float(transfer.loss_terms(jnp.asarray(img), data)["total"])

@@ -2,6 +2,7 @@
 
     python bench/speed.py                 # 256 and 512 px, L-BFGS (three line searches) and Adam
     python bench/speed.py --sizes 512 --steps 10
+    python bench/speed.py --configs lbfgs/none --layouts single batch1   # a batch of one vs one image
 
 Each row runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own. Columns:
   eval_s     one loss-and-gradient evaluation (jitted value_and_grad), median
@@ -10,6 +11,9 @@ Each row runs in a fresh subprocess so its peak resident memory (ru_maxrss) is i
   compile_s  first step minus a steady step: tracing + XLA compilation
   py_%       Python's share of an iteration: time to queue a step / iteration time
   peak_MB    peak resident memory of the process
+Layouts: ``batch1`` is what stylize() runs (the one run loop: the step vmapped over a batch of one
+job); ``single`` the same step without the batch axis (stylize()'s program before the loop was shared
+with batches).
 Images: ../shared/images tubingen + starry_night when present (4:3, so 512 px is 512x384), else
 the bundled examples.
 """
@@ -39,18 +43,18 @@ def images():
     return CONTENT, STYLE
 
 
-def one(size: int, optimizer: str, linesearch: str, steps: int) -> dict:
+def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from jaxstyle import StyleConfig, load_bundled, optimize, transfer
+    from jaxstyle import StyleConfig, load_bundled, objective, optimize, problem
 
     content, style = images()
     cfg = StyleConfig(size=size, optimizer=optimizer, linesearch=linesearch)
-    c, styles = transfer.prepare(content, style, cfg)
-    data = transfer.make_objective(load_bundled(), c, transfer.styles_at(styles, cfg.size, cfg), cfg)
+    c, styles = problem.prepare(content, style, cfg)
+    data = problem.make_problem(load_bundled(), c, problem.styles_at(styles, cfg.size, cfg), cfg)
 
-    vg = jax.jit(jax.value_and_grad(transfer.loss))
+    vg = jax.jit(jax.value_and_grad(objective.total_loss))
     x0 = jnp.asarray(c)
     jax.block_until_ready(vg(x0, data))
     evals = []
@@ -59,9 +63,22 @@ def one(size: int, optimizer: str, linesearch: str, steps: int) -> dict:
         jax.block_until_ready(vg(x0 + 1e-3 * i, data))
         evals.append(time.perf_counter() - t)
 
-    step = optimize.step_fn(transfer.loss, optimizer, linesearch)
-    state = optimize.state_initializer(optimizer, linesearch)(x0)
-    lr = jnp.float32(cfg.learning_rate)
+    batched = layout == "batch1"
+    if batched:  # as transfer.run stacks one job
+        data = objective.Problem(data.weights, objective.stack([data.targets]), objective.stack([data.coef]), data.spec)
+        x0 = x0[None]
+    lr = jnp.full(x0.shape[:1], cfg.learning_rate, jnp.float32) if batched else jnp.float32(cfg.learning_rate)
+    axes = objective.batch_axes(data.spec) if batched else None
+
+    def make_step(loss_fn):
+        return lambda x, state, lr, data: optimize.step(x, state, lr, data, loss_fn=loss_fn, kind=optimizer,
+                                                        linesearch=linesearch, axes=axes)
+
+    def init(x):
+        return optimize.init_state(x, kind=optimizer, linesearch=linesearch, batched=batched)
+
+    step = make_step(objective.total_loss)
+    state = init(x0)
     x = jnp.array(x0)
     t = time.perf_counter()
     x, state, loss, n = step(x, state, lr, data)
@@ -82,10 +99,10 @@ def one(size: int, optimizer: str, linesearch: str, steps: int) -> dict:
 
     def counted_loss(x, data):
         jax.debug.callback(lambda: calls.__setitem__(0, calls[0] + 1))
-        return transfer.loss(x, data)
+        return objective.total_loss(x, data)
 
-    counted = optimize.step_fn(counted_loss, optimizer, linesearch)
-    x, cstate = jnp.array(x0), optimize.state_initializer(optimizer, linesearch)(x0)
+    counted = make_step(counted_loss)
+    x, cstate = jnp.array(x0), init(x0)
     x, cstate, _, _ = counted(x, cstate, lr, data)
     jax.effects_barrier()
     calls[0] = 0
@@ -96,6 +113,7 @@ def one(size: int, optimizer: str, linesearch: str, steps: int) -> dict:
     return {
         "size": f"{c.shape[1]}x{c.shape[0]}",
         "optimizer": optimizer if optimizer == "adam" else f"lbfgs/{linesearch}",
+        "layout": layout,
         "eval_s": statistics.median(evals),
         "iter_s": iter_s,
         "evals_per_iter": calls[0] / n_count,
@@ -111,24 +129,26 @@ def main() -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     p.add_argument("--steps", type=int, default=10, help="timed iterations per row")
     p.add_argument("--configs", nargs="+", default=[f"{o}/{l}" for o, l in CONFIGS], help="optimizer/linesearch")
-    p.add_argument("--one", nargs=3, metavar=("SIZE", "OPT", "LS"), help=argparse.SUPPRESS)
+    p.add_argument("--layouts", nargs="+", default=["batch1"], choices=("batch1", "single"),
+                   help="batch1: the step as stylize() runs it; single: without the batch axis")
+    p.add_argument("--one", nargs=4, metavar=("SIZE", "OPT", "LS", "LAYOUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(one(int(args.one[0]), args.one[1], args.one[2], args.steps)))
+        print(json.dumps(one(int(args.one[0]), args.one[1], args.one[2], args.steps, args.one[3])))
         return 0
-    header = f"{'size':>8} {'optimizer':<18} {'eval_s':>7} {'iter_s':>7} {'evals/it':>8} {'compile_s':>9} {'py_%':>5} {'peak_MB':>8}"
+    header = f"{'size':>8} {'optimizer':<18} {'layout':<7} {'eval_s':>7} {'iter_s':>7} {'evals/it':>8} {'compile_s':>9} {'py_%':>5} {'peak_MB':>8}"
     print(header)
     print("-" * len(header))
     for size in args.sizes:
-        for cfg in args.configs:
+        for cfg, layout in [(c, l) for c in args.configs for l in args.layouts]:
             opt, ls = cfg.split("/")
-            out = subprocess.run([sys.executable, __file__, "--one", str(size), opt, ls, "--steps", str(args.steps)],
+            out = subprocess.run([sys.executable, __file__, "--one", str(size), opt, ls, layout, "--steps", str(args.steps)],
                                  capture_output=True, text=True, env=os.environ)
             if out.returncode != 0:
-                print(f"{size:>8} {cfg:<18} failed: {out.stderr.strip().splitlines()[-1]}")
+                print(f"{size:>8} {cfg:<18} {layout:<7} failed: {out.stderr.strip().splitlines()[-1]}")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{r['size']:>8} {r['optimizer']:<18} {r['eval_s']:7.3f} {r['iter_s']:7.3f} {r['evals_per_iter']:8.2f} "
+            print(f"{r['size']:>8} {r['optimizer']:<18} {r['layout']:<7} {r['eval_s']:7.3f} {r['iter_s']:7.3f} {r['evals_per_iter']:8.2f} "
                   f"{r['compile_s']:9.2f} {r['py_pct']:5.1f} {r['peak_mb']:8.0f}", flush=True)
     print(f"device: {r['device'] if 'r' in dir() else '?'}")
     return 0

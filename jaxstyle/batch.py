@@ -1,178 +1,109 @@
-"""Many style transfers as one compiled program: jobs that share static structure are vmapped over a
-batch axis, and the batch axis is sharded over the local devices.
+"""Many style transfers as few compiled programs: jobs grouped by what their compiled program and
+their loop share (:func:`static_key`), each group run in batches by the one run loop
+(``jaxstyle.transfer.run``), vmapped over the jobs and sharded over the local devices.
 
-Static (one compilation per group): content image shape, number of style images, layers, pooling,
-normalisation, losses, optimizer, line search, steps and scales. Traced (differ freely inside a
-batch): the images themselves, alpha, beta, layer and blend weights, TV weight, learning rate, seed.
+Which options split groups is declared once, on :class:`StyleConfig`'s fields (``kind``:
+``"compiled"`` and ``"shared"`` do, ``"per_job"`` options differ freely inside a batch).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import objective, optimize, transfer
-from .config import INITS, StyleConfig
+from . import tiling
+from .config import StyleConfig, fields_of_kind
 from .errors import JaxstyleError
+from .image import long_side_shape
+from .problem import Job, prepare, tile_plan
+from .transfer import Result, run
 from .weights import VGGWeights
 
-# Fields that may differ inside one compiled batch; every other StyleConfig field is static.
-TRACED_FIELDS = ("content_weight", "style_weight", "tv_weight", "lr", "seed", "content_layer_weights",
-                 "style_layer_weights", "style_blend_weights", "init", "noise_scale")
+__all__ = ["Job", "PER_JOB_FIELDS", "static_key", "group_jobs", "auto_batch_size", "stylize_batch"]
+
+# Options that may differ inside one compiled batch; every other StyleConfig field splits groups.
+PER_JOB_FIELDS = fields_of_kind("per_job")
 # Rough resident bytes per output pixel of one job (activations, gradients, optimizer state), measured
 # at 512x384 with bench/speed.py (about 0.8 GB above the process's baseline for 196,608 px).
 BYTES_PER_PIXEL = 4096
-# Each job's ``data`` pytree is (weights, targets, coefficients, spec): weights are shared.
-DATA_AXES = (None, 0, 0, None)
 
 
-@dataclass(frozen=True)
-class Job:
-    content: object  # path or (H, W, 3) array
-    styles: tuple  # paths or arrays
-    config: StyleConfig
-
-
-def static_key(job_config: StyleConfig, content_shape, n_styles: int) -> tuple:
-    """What must be equal for jobs to share one compiled batch."""
-    fields = dataclasses.asdict(job_config)
-    for name in TRACED_FIELDS:
-        fields.pop(name)
-    fields["init_kind"] = job_config.init if job_config.init in INITS else "file"
-    return (tuple(content_shape), n_styles, tuple(sorted((k, repr(v)) for k, v in fields.items())))
+def static_key(config: StyleConfig, content_shape, n_styles: int) -> tuple:
+    """What must be equal for jobs to share one compiled batch: the content image's shape, the
+    number of style images and every option that is not ``per_job``."""
+    fields = {name: value for name, value in dataclasses.asdict(config).items() if name not in PER_JOB_FIELDS}
+    return (tuple(content_shape[:2]), n_styles, tuple(sorted((k, repr(v)) for k, v in fields.items())))
 
 
 def auto_batch_size(pixels: int, n_jobs: int, devices: int) -> int:
     """Jobs per batch: as many as fit in about half the free memory, a multiple of the devices."""
-    free = _free_memory_bytes()
-    fit = max(1, int(0.5 * free // (BYTES_PER_PIXEL * pixels)))
+    fit = max(1, int(0.5 * tiling.free_memory_bytes() // (BYTES_PER_PIXEL * pixels)))
     size = min(n_jobs, fit, 64)
     return max(devices, size // devices * devices)
 
 
-def _free_memory_bytes() -> int:
-    device = jax.devices()[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
-        return (stats["bytes_limit"] - stats.get("bytes_in_use", 0)) * jax.local_device_count()
-    try:
-        import os
-
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
+def group_jobs(jobs: Sequence[Job], shapes: Sequence[tuple] | None = None) -> list[list[int]]:
+    """Indices of jobs grouped by :func:`static_key`, in first-seen order. ``shapes``: each job's
+    content shape at its size, if known; otherwise the images are loaded to find it."""
+    shapes = _shapes(jobs) if shapes is None else shapes
+    groups: dict = {}
+    for i, (job, shape) in enumerate(zip(jobs, shapes)):
+        groups.setdefault(static_key(job.config, shape, len(job.styles)), []).append(i)
+    return list(groups.values())
 
 
-def _mesh(devices) -> Mesh:
-    return Mesh(np.asarray(devices), ("batch",))
+def _shapes(jobs: Sequence[Job]) -> list[tuple]:
+    return [prepare(job.content, list(job.styles), job.config)[0].shape for job in jobs]
 
 
 def stylize_batch(jobs: Sequence[Job], *, weights: VGGWeights | None = None, batch_size: int | None = None,
-                  devices=None, on_result: Callable[[int, transfer.Result], None] | None = None) -> list:
-    """Run jobs that share static structure as vmapped, sharded batches.
+                  devices=None, on_result: Callable[[int, Result], None] | None = None,
+                  shapes: Sequence[tuple] | None = None) -> list[Result]:
+    """Run jobs that share static structure as vmapped, sharded batches of :func:`transfer.run`.
 
     Args:
       jobs: jobs whose :func:`static_key` is equal (see :func:`group_jobs`).
       weights: shared VGG-19 weights (default: bundled).
-      batch_size: jobs per compiled batch; default :func:`auto_batch_size`. Rounded up to a
-        multiple of the number of devices (the batch is padded by repeating a job).
+      batch_size: the most jobs per compiled batch; default :func:`auto_batch_size`. The jobs are
+        split into batches of equal size (a multiple of the number of devices), padded by
+        repeating a job, so that the group compiles once.
       devices: devices to shard the batch axis over (default: all local devices).
       on_result: called with ``(job index, Result)`` as soon as each batch finishes.
+      shapes: each job's content shape at its size, if the caller already knows it (a sweep);
+        otherwise the images are loaded to find it.
 
     Returns:
-      One :class:`transfer.Result` per job, in order.
+      One :class:`Result` per job, in order.
     """
-    given_weights = weights
-    weights = transfer.network(jobs[0].config, weights) if jobs else weights
+    if not jobs:
+        return []
     devices = list(jax.local_devices() if devices is None else devices)
-    prepared = []
-    for job in jobs:
-        content, styles = transfer.prepare_colour(*transfer.prepare(job.content, list(job.styles), job.config), job.config)
-        prepared.append((content, styles, job.config))
-    keys = {static_key(c, content.shape, len(s)) for content, s, c in prepared}
+    shapes = _shapes(jobs) if shapes is None else shapes
+    keys = {static_key(job.config, shape, len(job.styles)) for job, shape in zip(jobs, shapes)}
     if len(keys) > 1:
         raise JaxstyleError("jobs in one batch must share image shape, style count and static options; group them first")
-    if transfer.tile_plan(prepared[0][0].shape, prepared[0][2]) is not None:
-        # Too large to evaluate whole: a batch would not fit either, so each job runs on its own,
-        # tile by tile (jaxstyle.tiling); the tiled functions compile once for the group's shape.
-        results = []
-        for i, job in enumerate(jobs):
-            results.append(transfer.stylize(job.content, list(job.styles), job.config, weights=given_weights))
-            if on_result is not None:
-                on_result(i, results[-1])
-        return results
-    pixels = prepared[0][0].shape[0] * prepared[0][0].shape[1]
-    size = batch_size or auto_batch_size(pixels, len(jobs), len(devices))
-    size = -(-size // len(devices)) * len(devices)
-    results = [None] * len(jobs)
+    config = jobs[0].config
+    if any(tile_plan(long_side_shape(shapes[0], size), config) is not None for size, _ in config.schedule()):
+        size = 1  # too large to evaluate whole: each job runs alone, tile by tile (compiled once per shape)
+    else:
+        size = batch_size or auto_batch_size(shapes[0][0] * shapes[0][1], len(jobs), len(devices))
+    sharded = len(devices) > 1 and size > 1
+    # Equal batches (at most one padding job each, repeating the last job), so that every batch has
+    # one shape and the group compiles once: 65 jobs at 64 per batch run as two batches of 33.
+    batches = -(-len(jobs) // size)
+    size = -(-len(jobs) // batches)
+    if sharded:
+        size = -(-size // len(devices)) * len(devices)
+    results: list = [None] * len(jobs)
     for start in range(0, len(jobs), size):
         chunk = list(range(start, min(start + size, len(jobs))))
-        padded = chunk + [chunk[-1]] * (size - len(chunk)) if len(chunk) % len(devices) else chunk
-        outs = _run_batch([prepared[i] for i in padded], weights, devices)
+        padded = chunk + [chunk[-1]] * (size - len(chunk))
+        outs = run([jobs[i] for i in padded], weights=weights, devices=devices if sharded else None)
         for i, result in zip(chunk, outs):
             results[i] = result
             if on_result is not None:
                 on_result(i, result)
     return results
 
-
-def _run_batch(prepared, weights, devices) -> list:
-    t0 = time.perf_counter()
-    config = prepared[0][2]
-    mesh = _mesh(devices)
-    batch_sharding = NamedSharding(mesh, PartitionSpec("batch"))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    weights = jax.device_put(weights, replicated)
-    step = optimize.batched_step_fn(transfer.loss, config.optimizer, config.linesearch, DATA_AXES, batch_sharding)
-    init = jax.jit(jax.vmap(optimize.state_initializer(config.optimizer, config.linesearch)), out_shardings=batch_sharding)
-    final_terms = jax.jit(jax.vmap(lambda x, data: transfer.objective.loss_terms(x, *data), in_axes=(0, DATA_AXES)))
-    histories, evaluations, x, data = [], None, None, None
-    for size, steps in transfer.scale_plan(config):
-        per_job = [transfer.images_at(content, styles, size, c) for content, styles, c in prepared]
-        datas = [transfer.make_objective(weights, ck, sk, c) for (ck, sk), (_, _, c) in zip(per_job, prepared)]
-        spec = datas[0][3]
-        targets = jax.device_put(objective.stack([d[1] for d in datas]), batch_sharding)
-        coef = jax.device_put(objective.stack([d[2] for d in datas]), batch_sharding)
-        data = (weights, targets, coef, spec)
-        if x is None:
-            x = jnp.stack([transfer.initial_image(c, ck) for (ck, _), (_, _, c) in zip(per_job, prepared)])
-        else:
-            x = jnp.stack([jnp.asarray(transfer.image_io.resize_exact(np.asarray(xi), ck.shape[:2]))
-                           for xi, (ck, _) in zip(x, per_job)])
-        x = jax.device_put(x, batch_sharding)
-        lr = jax.device_put(jnp.asarray([c.learning_rate for _, _, c in prepared], jnp.float32), batch_sharding)
-        x, losses, n_evals, _ = transfer.run_steps(step, x, init(x), lr, data, steps, config)
-        histories.append(losses.T)  # (batch, steps)
-        evaluations = n_evals if evaluations is None else evaluations + n_evals
-    x = jnp.clip(x, 0.0, 1.0)
-    terms = jax.device_get(final_terms(x, data))
-    images = np.asarray(jax.device_get(x))
-    history = np.concatenate(histories, axis=1)
-    seconds = time.perf_counter() - t0
-    return [
-        transfer.Result(
-            image=transfer.finish_colour(images[b], content, c),
-            history=history[b],
-            terms={k: float(v[b]) for k, v in terms.items()},
-            evaluations=int(evaluations[b]),
-            timings={"batch_total": seconds, "batch_size": len(prepared), "devices": len(devices)},
-            config=c,
-        )
-        for b, (content, _, c) in enumerate(prepared)
-    ]
-
-
-def group_jobs(jobs: Sequence[Job]) -> list[list[int]]:
-    """Indices of jobs grouped by :func:`static_key` (content shape read from the file), in first-seen order."""
-    groups: dict = {}
-    for i, job in enumerate(jobs):
-        content, styles = transfer.prepare(job.content, list(job.styles), job.config)
-        groups.setdefault(static_key(job.config, content.shape, len(styles)), []).append(i)
-    return list(groups.values())

@@ -1,6 +1,10 @@
-"""The ``jaxstyle`` command: arguments → StyleConfig → stylize → an atomically written image.
+"""The ``jaxstyle`` command: ``jaxstyle [stylize] CONTENT STYLE... -o OUT`` and its subcommands.
 
-Every default comes from :class:`jaxstyle.StyleConfig`; nothing is repeated here.
+One argparse parser with a subparser per command (``stylize`` is the default, so the command's
+first word may be left out). The options of ``stylize`` are :class:`StyleConfig`'s fields, declared
+once there with their help, choices and kind (``config.option``); the README's option table is
+generated from this parser (:func:`options_table`, checked by a test). Every ending is one line
+on stderr (:func:`main`).
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ import traceback
 import warnings
 from pathlib import Path
 
-from . import color, interrupt, losses, optimize, vgg
-from .config import INITS, StyleConfig
+from . import interrupt, optimize, vgg
+from .config import INITS, KINDS, StyleConfig, options
 from .errors import JaxstyleError
 from .hub import DEFAULT as DEFAULT_WEIGHTS
 
 DEVICES = ("cpu", "gpu", "tpu")
 ISSUES = "https://github.com/jaxstyle/jaxstyle/issues"
-_DEFAULT = StyleConfig()
+COMMANDS = ("stylize", "rerun", "sweep", "weights", "figure", "reconstruct", "texture")
+PRESETS = {"default": StyleConfig, "paper": StyleConfig.paper}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +38,18 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, as for every other bad input
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+
+class _Command(_Parser):
+    """The top-level parser: a first word that is not a command means ``stylize``."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        if not args or args[0] not in COMMANDS:
+            args = ["stylize", *args]
+        return super().parse_known_args(args, namespace)
+
+
+# --- value parsers ----------------------------------------------------------------------------------
 
 def _layers(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
@@ -52,74 +69,179 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
 
 
+def _one_or_more_floats(text: str) -> float | tuple[float, ...]:
+    values = _floats(text)
+    return values[0] if len(values) == 1 else values
+
+
+# How a StyleConfig field's annotation is read from the command line.
+_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str,
+          "tuple[str, ...]": _layers, "tuple[float, ...] | None": _floats,
+          "float | tuple[float, ...]": _one_or_more_floats}
+
+
+def _shown(value) -> str:
+    if value is None or value is False:
+        return "off"
+    if value is True:
+        return "on"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _add(parser, *flags, shown: str | None = None, kind: str | None = None, **kwargs):
+    """``add_argument`` that records the default as shown to people (help text, README table) and
+    the option's kind (``config.KINDS``) on the action."""
+    if shown is None and "default" in kwargs and kwargs.get("action") not in ("store_true", "help"):
+        shown = _shown(kwargs["default"])
+    help_text = kwargs.pop("help", "")
+    if shown is not None:
+        help_text = f"{help_text} (default: {shown})".replace("%", "%%")
+    action = parser.add_argument(*flags, help=help_text, **kwargs)
+    action.shown, action.kind = shown, kind
+    return action
+
+
+def _add_config_options(parser, base: StyleConfig = StyleConfig()) -> None:
+    """One flag per :class:`StyleConfig` field, from the field's metadata; defaults from ``base``."""
+    for f in options():
+        meta = f.metadata
+        if not meta["flag"]:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kwargs = dict(default=getattr(base, f.name), help=meta["help"], shown=meta["shown"], kind=meta["kind"])
+        if meta["choices"]:
+            kwargs["choices"] = meta["choices"]
+        if meta["metavar"]:
+            kwargs["metavar"] = meta["metavar"]
+        if f.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _TYPES.get(f.type, str)
+        _add(parser, flag, **kwargs)
+
+
+# --- the parser ----------------------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="jaxstyle",
-        description="Neural style transfer (Gatys, Ecker & Bethge 2015): render CONTENT in the style of STYLE.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    """The whole command line: every command, as argparse subparsers."""
+    top = _Command(prog="jaxstyle", description="Neural style transfer (Gatys, Ecker & Bethge 2015).")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("stylize", prog="jaxstyle", help="render CONTENT in the style of STYLE (the default command)",
+                       description="Neural style transfer (Gatys, Ecker & Bethge 2015): render CONTENT in the style "
+                                   "of STYLE.",
+                       epilog="Other commands: " + ", ".join(f"jaxstyle {c}" for c in COMMANDS[1:])
+                              + " (each with --help).")
     p.add_argument("content", help="content photograph (any image file Pillow reads)")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended equally")
-    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .jpeg)")
-    p.add_argument("--size", type=int, default=_DEFAULT.size, help="long side of the output in pixels")
-    p.add_argument("--steps", type=int, default=_DEFAULT.steps, help="optimizer iterations")
-    p.add_argument("--content-weight", type=float, default=_DEFAULT.content_weight, help="alpha: content weight")
-    p.add_argument("--style-weight", type=float, default=_DEFAULT.style_weight, help="beta: style weight")
-    p.add_argument("--tv-weight", type=float, default=_DEFAULT.tv_weight, help="total-variation weight")
-    p.add_argument("--tv-kind", choices=losses.TV_KINDS, default=_DEFAULT.tv_kind, help="total-variation norm")
-    p.add_argument("--init", default=_DEFAULT.init, help=f"start image: {' or '.join(INITS)} or an image path")
-    p.add_argument("--noise-scale", type=float, default=_DEFAULT.noise_scale,
-                   help="amplitude of a noise start: uniform in 0.5 ± scale/2 (the paper preset: 0.5)")
-    p.add_argument("--optimizer", choices=optimize.OPTIMIZERS, default=_DEFAULT.optimizer)
-    p.add_argument("--lr", type=float, default=_DEFAULT.lr,
-                   help="learning rate (default: " + ", ".join(f"{k} {v}" for k, v in optimize.DEFAULT_LR.items()) + ")")
-    p.add_argument("--linesearch", choices=optimize.LINESEARCHES, default=_DEFAULT.linesearch, help="L-BFGS line search")
-    p.add_argument("--pooling", choices=vgg.POOLINGS, default=_DEFAULT.pooling)
-    p.add_argument("--normalization", choices=losses.NORMALIZATIONS, default=_DEFAULT.normalization,
-                   help="loss normalisation (see jaxstyle.losses)")
-    p.add_argument("--content-layers", type=_layers, default=_DEFAULT.content_layers, help="comma-separated layer names")
-    p.add_argument("--style-layers", type=_layers, default=_DEFAULT.style_layers, help="comma-separated layer names")
-    p.add_argument("--content-layer-weights", type=_floats, default=None, help="comma-separated, one per content layer (default equal)")
-    p.add_argument("--style-layer-weights", type=_floats, default=None, help="comma-separated, one per style layer (default equal)")
-    p.add_argument("--style-loss", choices=losses.STYLE_LOSSES, default=_DEFAULT.style_loss,
-                   help="gram (the paper) or wasserstein (mean and covariance)")
-    p.add_argument("--style-blend-weights", type=_floats, default=None, help="comma-separated, one per style image (normalised)")
-    p.add_argument("--style-scale", type=_floats, default=(_DEFAULT.style_scale,),
-                   help="style image size relative to the output: one number, or one per style image")
-    p.add_argument("--color", choices=color.COLORS, default=_DEFAULT.color,
-                   help="keep the photo's colours: luminance-only transfer or histogram matching")
-    p.add_argument("--scales", type=int, default=_DEFAULT.scales,
-                   help="number of sizes, coarse to fine; 0 = automatic (coarse to fine above 1024 px)")
-    p.add_argument("--scale-ratio", type=float, default=_DEFAULT.scale_ratio, help="size ratio between scales")
-    p.add_argument("--scale-steps", type=int, default=_DEFAULT.scale_steps, help="iterations at each coarser scale (default --steps)")
-    p.add_argument("--average", type=float, default=_DEFAULT.average,
-                   help="decay of the image's moving average returned instead of the last iterate (0 = off; e.g. 0.9 with adam)")
-    p.add_argument("--tile", type=int, default=_DEFAULT.tile, metavar="PX",
-                   help="evaluate tile by tile with cores of PX pixels (exact; memory stays flat); "
-                        "default: only when the image does not fit --max-memory; 0 = never")
-    p.add_argument("--max-memory", type=float, default=_DEFAULT.max_memory, metavar="GB",
-                   help="memory budget that decides tiling (default: 70%% of the free memory)")
-    p.add_argument("--seed", type=int, default=_DEFAULT.seed, help="seed of every random choice")
-    p.add_argument("--save-every", type=int, default=None, metavar="N", help="also write OUT_NNNN.ext every N steps")
-    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="bits per channel (16: .png or .tif)")
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS,
-                   help="VGG-19 weights: caffe-q8 (bundled), torchvision (after `jaxstyle weights fetch torchvision`) "
-                        "or a .safetensors/.npz file")
-    p.add_argument("--device", choices=DEVICES, default=None, help="run on this kind of device (default: JAX's default)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--preset", choices=("default", "paper"), default="default",
-                   help="paper: Gatys et al. (noise start, avg pooling, normalised VGG, alpha/beta 1e-3, "
-                        "eq. 1 per position); explicit options still override it")
-    p.add_argument("--normalize-vgg", action=argparse.BooleanOptionalAction, default=_DEFAULT.normalize_vgg,
-                   help="the paper's normalised network (mean activation 1); --no-normalize-vgg turns it off under --preset paper")
-    p.add_argument("--plot-loss", default=None, metavar="PNG", help="also save the loss curve as a plot")
-    return p
+    _add(p, "-o", "--output", required=True, help="output image (.png, .jpg, .jpeg or .tif)")
+    _add_config_options(p)
+    _add(p, "--save-every", type=int, default=None, metavar="N", help="also write OUT_0050.png, … every N steps")
+    _add(p, "--bit-depth", type=int, choices=(8, 16), default=8, help="bits per channel (16: .png or .tif)")
+    _add(p, "--weights", default=DEFAULT_WEIGHTS,
+         help="VGG-19 weights: caffe-q8 (bundled), torchvision (after `jaxstyle weights fetch torchvision`) "
+              "or a .safetensors/.npz file")
+    _add(p, "--preset", choices=tuple(PRESETS), default="default",
+         help="paper: Gatys et al. (noise start, avg pooling, normalised VGG, alpha/beta 1e-3, eq. 1 per position); "
+              "options given explicitly still override it")
+    _add(p, "--plot-loss", default=None, metavar="PNG", help="also save the loss curve as a PNG")
+    _add(p, "--device", choices=DEVICES, default=None, shown="JAX's default", help="run on this kind of device")
+    _add(p, "--quiet", action="store_true", shown="off", help="no progress bar")
+    p.set_defaults(run=run_stylize)
+
+    r = sub.add_parser("rerun", prog="jaxstyle rerun", description="Render an image again from its JSON sidecar: the "
+                       "same images, options, weights (checked by SHA-256) and bit depth.", help="re-render from a sidecar")
+    r.add_argument("sidecar", help="the OUT.png.json written next to an image")
+    r.add_argument("-o", "--output", default=None, help="the new image (default: OUT_rerun.EXT beside the original)")
+    r.add_argument("--device", choices=DEVICES, default=None)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(run=run_rerun)
+
+    s = sub.add_parser("sweep", prog="jaxstyle sweep", help="run or resume a sweep spec",
+                       description="Run or resume a sweep spec (TOML or JSON); see jaxstyle/sweep.py.")
+    s.add_argument("spec", help="sweep spec file (.toml or .json)")
+    s.add_argument("-o", "--output", required=True, help="output folder (created; rerunning resumes)")
+    s.add_argument("--batch", type=int, default=None, help="jobs per compiled batch (default: what fits in memory)")
+    s.add_argument("--weights", default=DEFAULT_WEIGHTS, help="as for the main command")
+    s.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() and take this process's share of the jobs")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(run=run_sweep)
+
+    w = sub.add_parser("weights", prog="jaxstyle weights", help="list, fetch, verify and convert weight sets",
+                       description="List, fetch, verify and convert VGG-19 weight sets.")
+    actions = w.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    actions.add_parser("list", help="known sets, whether cached, sizes, recorded hashes").set_defaults(run=run_weights_list)
+    f = actions.add_parser("fetch", help="download a set through huggingface_hub (needs network)")
+    f.add_argument("name")
+    f.add_argument("--force", action="store_true", help="download again and re-record the hash")
+    f.set_defaults(run=run_weights_fetch)
+    v = actions.add_parser("verify", help="check a set's or file's SHA-256 against the pinned or recorded one")
+    v.add_argument("name", nargs="?", default=DEFAULT_WEIGHTS)
+    v.set_defaults(run=run_weights_verify)
+    t = actions.add_parser("trust", help="record a weight file's SHA-256 after checking it loads (after changing it on purpose)")
+    t.add_argument("path", help=".safetensors or .npz weight file")
+    t.set_defaults(run=run_weights_trust)
+    c = actions.add_parser("convert", help="convert a weight file to jaxstyle safetensors")
+    c.add_argument("source", help=".safetensors or .npz in any accepted naming scheme")
+    c.add_argument("output", help="output .safetensors")
+    c.add_argument("--quantize", action="store_true", help="8-bit k-means, as the bundled file (about 4x smaller)")
+    c.add_argument("--preprocessing", choices=("caffe", "torchvision"), default=None)
+    c.set_defaults(run=run_weights_convert)
+
+    for command in ("figure", "reconstruct", "texture"):
+        _add_paper_parser(sub, command)
+    return top
 
 
-def given_options(parser: argparse.ArgumentParser, argv) -> set[str]:
-    """Destinations of the options that appear explicitly on the command line."""
-    tokens = [t.split("=", 1)[0] for t in argv if t.startswith("-")]
-    return {a.dest for a in parser._actions if any(o in tokens for o in a.option_strings)}
+def _add_paper_parser(sub, command: str) -> None:
+    from .paper import TEXTURE_NOISE
+
+    paper = StyleConfig.paper()
+    p = sub.add_parser(command, prog=f"jaxstyle {command}", help=f"the paper's {command}", description={
+        "figure": "Reproduce a figure of Gatys et al. (2015) as a labelled contact sheet.",
+        "reconstruct": "Content reconstruction: from white noise, match one layer's features (Fig. 1).",
+        "texture": "Texture synthesis / style reconstruction: match only Gram matrices (Fig. 1).",
+    }[command])
+    if command == "figure":
+        p.add_argument("number", type=int, choices=(1, 2, 3))
+        _add(p, "--content", default=None, shown="the bundled example", help="photo")
+        _add(p, "--styles", nargs="+", default=None, shown="the bundled example", help="painting(s)")
+        _add(p, "--ratio", type=float, default=paper.content_weight / paper.style_weight,
+             help="alpha/beta of Fig. 2 (the paper: 1e-3, some panels 1e-4); Fig. 3 spans 1e-5 … 1e-2")
+    else:
+        p.add_argument("image", help="the photo" if command == "reconstruct" else "the painting")
+        _add(p, "--noise-scale", type=float, default=TEXTURE_NOISE if command == "texture" else paper.noise_scale,
+             help="amplitude of the white-noise start: uniform in 0.5 ± scale/2")
+    if command == "reconstruct":
+        _add(p, "--layer", default="relu4_2", help="layer whose features are matched")
+    if command == "texture":
+        _add(p, "--layers", type=_texture_layers, default=paper.style_layers, help="comma-separated style layers")
+    _add(p, "-o", "--output", required=True, help="output image (.png, .jpg, .tif)")
+    _add(p, "--size", type=int, default=256, help="long side in pixels")
+    _add(p, "--steps", type=int, default=paper.steps, help="optimizer iterations")
+    _add(p, "--pooling", choices=vgg.POOLINGS, default=paper.pooling, help="max or avg")
+    _add(p, "--optimizer", choices=optimize.OPTIMIZERS, default=paper.optimizer, help="lbfgs or adam")
+    _add(p, "--seed", type=int, default=paper.seed, help="seed of the noise start")
+    _add(p, "--plain-vgg", action="store_true", shown="off", help="skip the paper's network normalisation")
+    _add(p, "--plot-loss", default=None, metavar="PNG", help="also save the loss curves as a plot")
+    _add(p, "--quiet", action="store_true", shown="off", help="no progress output")
+    p.set_defaults(run={"figure": run_figure, "reconstruct": run_reconstruct, "texture": run_texture}[command])
+
+
+def subparser(command: str) -> argparse.ArgumentParser:
+    """The parser of one command (``stylize``, ``sweep``, …)."""
+    top = build_parser()
+    return next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+
+
+def given_options(argv) -> set[str]:
+    """Destinations of the ``stylize`` options that appear explicitly on the command line."""
+    tokens = [str(t).split("=", 1)[0] for t in argv if str(t).startswith("-")]
+    return {a.dest for a in subparser("stylize")._actions
+            if any(o in tokens or f"--no-{o[2:]}" in tokens for o in a.option_strings)}
 
 
 def config_from_args(args: argparse.Namespace, given: set[str] | None = None) -> StyleConfig:
@@ -127,26 +249,38 @@ def config_from_args(args: argparse.Namespace, given: set[str] | None = None) ->
 
     ``given`` names the options typed on the command line; ``None`` means all of them (API use).
     """
-    values = dict(
-        size=args.size, steps=args.steps, content_weight=args.content_weight, style_weight=args.style_weight,
-        tv_weight=args.tv_weight, tv_kind=args.tv_kind, init=args.init, noise_scale=args.noise_scale,
-        optimizer=args.optimizer, lr=args.lr,
-        linesearch=args.linesearch, pooling=args.pooling, normalization=args.normalization,
-        content_layers=args.content_layers, style_layers=args.style_layers,
-        content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
-        style_loss=args.style_loss, style_blend_weights=args.style_blend_weights,
-        style_scale=args.style_scale[0] if len(args.style_scale) == 1 else args.style_scale,
-        color=args.color, scales=args.scales, scale_ratio=args.scale_ratio, scale_steps=args.scale_steps,
-        average=args.average, normalize_vgg=args.normalize_vgg, seed=args.seed, tile=args.tile,
-        max_memory=args.max_memory,
-        chunk=args.save_every if args.save_every else _DEFAULT.chunk,
-    )
-    if getattr(args, "preset", "default") == "paper":
-        base = StyleConfig.paper()
-        if given is not None:
-            values = {k: v for k, v in values.items() if k in given or (k == "chunk" and "save_every" in given)}
-        return base.replace(**values).validate()
-    return StyleConfig(**values).validate()
+    values = {f.name: getattr(args, f.name) for f in options() if f.metadata["flag"]}
+    values["chunk"] = args.save_every or StyleConfig().chunk
+    if given is not None:
+        given = given | ({"chunk"} if "save_every" in given else set())
+        if args.preset != "default":
+            values = {k: v for k, v in values.items() if k in given}
+    return PRESETS[args.preset]().replace(**values).validate()
+
+
+def options_table() -> str:
+    """The README's option table (markdown), generated from the ``stylize`` parser."""
+    rows = ["| option | default | meaning | changing it |", "|---|---|---|---|"]
+    for action in subparser("stylize")._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        flags = ", ".join(f"`{o}`" for o in action.option_strings)
+        meaning = action.help.rsplit(" (default: ", 1)[0].replace("%%", "%")
+        if action.choices and not all(str(c) in meaning for c in action.choices):
+            meaning += " (" + ", ".join(f"`{c}`" for c in action.choices) + ")"
+        default = "required" if action.required else action.shown or "-"
+        rows.append(f"| {flags} | {default} | {meaning} | {KINDS.get(action.kind, '-')} |")
+    return "\n".join(rows) + "\n"
+
+
+# --- commands -------------------------------------------------------------------------------------------
+
+def run_stylize(args: argparse.Namespace, argv) -> int:
+    return render(Render(
+        content=args.content, styles=tuple(args.styles), output=args.output,
+        config=config_from_args(args, given_options(argv)), weights=args.weights, bit_depth=args.bit_depth,
+        save_every=args.save_every, plot_loss=args.plot_loss, quiet=args.quiet, device=args.device,
+        argv=tuple(str(a) for a in argv)))
 
 
 def _device(kind: str | None):
@@ -199,22 +333,13 @@ class Render:
     argv: tuple | None = None
 
 
-def run(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return render(Render(
-        content=args.content, styles=tuple(args.styles), output=args.output,
-        config=config_from_args(args, given_options(parser, argv)), weights=args.weights, bit_depth=args.bit_depth,
-        save_every=args.save_every, plot_loss=args.plot_loss, quiet=args.quiet, device=args.device,
-        argv=tuple(argv) if argv is not None else None))
-
-
 def render(job: Render) -> int:
     """Check every output, then optimise, save the image, its sidecar and the optional plot."""
-    from .image import check_output_path, load_image, save_image
-    from .provenance import metadata, sidecar_path, write_sidecar
-    from .transfer import prepare, stylize
     from .hub import load as load_weights
+    from .image import check_output_path, save_image
+    from .provenance import metadata, sidecar_path, write_sidecar
+    from .problem import Job, prepare_job
+    from .transfer import run
 
     config = job.config
     if job.save_every is not None and job.save_every < 1:
@@ -227,16 +352,11 @@ def render(job: Render) -> int:
     if job.save_every:
         for step in sorted({*range(job.save_every, total + 1, job.save_every), total}):
             outputs[f"the --save-every image of step {step}"] = intermediate_path(output, step)
-    init = config.init
     inputs = {"content image": job.content, **{f"style image {i + 1}": s for i, s in enumerate(job.styles)}}
-    if init not in INITS:
-        inputs["--init image"] = init
+    if config.init not in INITS:
+        inputs["--init image"] = config.init
     check_outputs(outputs, inputs)
-    if init not in INITS and not Path(init).is_file():
-        raise JaxstyleError(f"--init {init!r} is neither {' nor '.join(INITS)} nor an existing image file")
-    if init not in INITS:
-        load_image(init)  # fail on an unreadable start image before any work
-    content, styles = prepare(job.content, list(job.styles), config)  # bad images fail before any work
+    prepared = prepare_job(Job(job.content, job.styles, config))  # bad images fail before any work
     weights = load_weights(job.weights)  # stylize() normalises it if the config asks
     with _device(job.device), _progress(config, job.quiet) as show:
         def callback(p):
@@ -248,8 +368,7 @@ def render(job: Render) -> int:
                 save_image(p.image(), path, job.bit_depth)
                 interrupt.keep(path.name)
 
-        result = stylize(content, styles, config, weights=weights, callback=callback,
-                         log=None if job.quiet else _say)
+        (result,) = run([prepared], weights=weights, callback=callback, log=None if job.quiet else _say, strict=True)
     interrupt.check()
     save_image(result.image, output, job.bit_depth)
     interrupt.keep(output.name)
@@ -269,129 +388,70 @@ def render(job: Render) -> int:
     return 0
 
 
-def build_rerun_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="jaxstyle rerun", description="Render an image again from its JSON sidecar: the same "
-                "config, images, weights and bit depth give the same pixels on the same machine.")
-    p.add_argument("sidecar", help="the OUT.png.json written next to an image")
-    p.add_argument("-o", "--output", default=None, help="the new image (default: OUT_rerun.EXT beside the original)")
-    p.add_argument("--device", choices=DEVICES, default=None)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def run_rerun(argv) -> int:
+def run_rerun(args: argparse.Namespace, argv) -> int:
+    from .hub import load as load_weights
     from .provenance import read_sidecar
 
-    args = build_rerun_parser().parse_args(argv)
     meta = read_sidecar(args.sidecar)
     original = Path(str(args.sidecar)[: -len(".json")]) if str(args.sidecar).endswith(".json") else Path(args.sidecar)
     output = args.output or str(original.with_name(f"{original.stem}_rerun{original.suffix}"))
     weights = meta.get("weights") or DEFAULT_WEIGHTS
-    from .hub import load as load_weights
-
     if load_weights(weights).sha256 != meta["weights_sha256"]:
         raise JaxstyleError(f"the weights {weights!r} no longer have the SHA-256 recorded in {args.sidecar}; "
                             "restore the file the image was made with")
     return render(Render(content=meta["content"], styles=tuple(meta["styles"]), output=output, config=meta["config"],
                          weights=weights, bit_depth=meta.get("bit_depth", 8), quiet=args.quiet, device=args.device,
-                         argv=("rerun", *argv)))
+                         argv=tuple(str(a) for a in argv)))
 
 
-def _say(line: str) -> None:
-    """A line on stderr that does not tear the progress bar."""
-    from tqdm.auto import tqdm
-
-    tqdm.write(f"jaxstyle: {line}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _progress(config: StyleConfig, quiet: bool):
-    if quiet:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    total = sum(steps for _, steps in config.schedule())
-    bar = tqdm(total=total, unit="step", desc="stylize", dynamic_ncols=True)
-
-    def callback(p):
-        bar.update(p.step - bar.n)
-        bar.set_postfix(loss=f"{p.loss:.4g}")
-
-    try:
-        yield callback
-    finally:
-        bar.close()
-
-
-def build_weights_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="jaxstyle weights", description="List, fetch, verify and convert VGG-19 weight sets.")
-    sub = p.add_subparsers(dest="action", required=True)
-    sub.add_parser("list", help="known sets, whether cached, sizes, recorded hashes")
-    f = sub.add_parser("fetch", help="download a set through huggingface_hub (needs network)")
-    f.add_argument("name")
-    f.add_argument("--revision", default=None)
-    f.add_argument("--force", action="store_true", help="download again and re-record the hash")
-    v = sub.add_parser("verify", help="check a set's or file's SHA-256 against the pinned or recorded one")
-    v.add_argument("name", nargs="?", default=DEFAULT_WEIGHTS)
-    t = sub.add_parser("trust", help="record a weight file's SHA-256 after checking it loads (after changing it on purpose)")
-    t.add_argument("path", help=".safetensors or .npz weight file")
-    c = sub.add_parser("convert", help="convert a weight file to jaxstyle safetensors")
-    c.add_argument("source", help=".safetensors or .npz in any accepted naming scheme")
-    c.add_argument("output", help="output .safetensors")
-    c.add_argument("--quantize", action="store_true", help="8-bit k-means, as the bundled file (about 4x smaller)")
-    c.add_argument("--preprocessing", choices=("caffe", "torchvision"), default=None)
-    return p
-
-
-def run_weights(argv) -> int:
+def run_weights_list(args, argv) -> int:
     from . import hub
 
-    args = build_weights_parser().parse_args(argv)
-    if args.action == "list":
-        for row in hub.status():
-            size = f"{row['bytes'] / 1e6:.1f} MB" if row["bytes"] else "-"
-            where = row["path"] or "not cached"
-            print(f"{row['name']:<12} {size:>9}  {row['description']}\n{'':<12} {'':>9}  {where}"
-                  + (f"\n{'':<12} {'':>9}  sha256 {row['sha256']}" if row["sha256"] else ""))
-    elif args.action == "fetch":
-        path = hub.fetch(args.name, revision=args.revision, force=args.force)
-        print(f"{args.name}: {path}")
-    elif args.action == "verify":
-        print(f"{args.name}: ok, sha256 {hub.verify(args.name)}")
-    elif args.action == "trust":
-        from .weights import trust
-
-        print(f"{args.path}: trusted, sha256 {trust(args.path)}")
-    else:
-        from .convert import convert
-
-        errors = convert(args.source, args.output, quantize=args.quantize, preprocessing=args.preprocessing)
-        print(f"wrote {args.output}; relative feature error on the test image:")
-        for layer, err in errors.items():
-            print(f"  {layer:<8} {err:.2e}")
+    for row in hub.status():
+        size = f"{row['bytes'] / 1e6:.1f} MB" if row["bytes"] else "-"
+        where = row["path"] or "not cached"
+        print(f"{row['name']:<12} {size:>9}  {row['description']}\n{'':<12} {'':>9}  {where}"
+              + (f"\n{'':<12} {'':>9}  sha256 {row['sha256']}" if row["sha256"] else ""))
     return 0
 
 
-def build_sweep_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="jaxstyle sweep", description="Run or resume a sweep spec (TOML or JSON); see jaxstyle/sweep.py.")
-    p.add_argument("spec", help="sweep spec file (.toml or .json)")
-    p.add_argument("-o", "--output", required=True, help="output folder (created; rerunning resumes)")
-    p.add_argument("--batch", type=int, default=None, help="jobs per compiled batch (default: what fits in memory)")
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="as for the main command")
-    p.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() and take this process's share of the jobs")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+def run_weights_fetch(args, argv) -> int:
+    from . import hub
+
+    print(f"{args.name}: {hub.fetch(args.name, force=args.force)}")
+    return 0
 
 
-def run_sweep(argv) -> int:
+def run_weights_verify(args, argv) -> int:
+    from . import hub
+
+    print(f"{args.name}: ok, sha256 {hub.verify(args.name)}")
+    return 0
+
+
+def run_weights_trust(args, argv) -> int:
+    from .weights import trust
+
+    print(f"{args.path}: trusted, sha256 {trust(args.path)}")
+    return 0
+
+
+def run_weights_convert(args, argv) -> int:
+    from .convert import convert
+
+    errors = convert(args.source, args.output, quantize=args.quantize, preprocessing=args.preprocessing)
+    print(f"wrote {args.output}; relative feature error on the test image:")
+    for layer, err in errors.items():
+        print(f"  {layer:<8} {err:.2e}")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace, argv) -> int:
     import jax
 
     from .hub import load as load_weights
     from .sweep import run_sweep as sweep
 
-    args = build_sweep_parser().parse_args(argv)
     if args.batch is not None and args.batch < 1:
         raise JaxstyleError(f"--batch (={args.batch}) must be a positive number of jobs")
     if args.distributed:
@@ -432,105 +492,101 @@ def run_sweep(argv) -> int:
     return 1 if counts["failed"] else 0
 
 
-def build_paper_parser(command: str) -> argparse.ArgumentParser:
-    from .paper import TEXTURE_NOISE
+def _paper_outputs(args, inputs: dict) -> Path:
+    from .image import check_output_path
 
-    paper = StyleConfig.paper()
-    p = _Parser(prog=f"jaxstyle {command}", formatter_class=argparse.ArgumentDefaultsHelpFormatter, description={
-        "figure": "Reproduce a figure of Gatys et al. (2015) as a labelled contact sheet.",
-        "reconstruct": "Content reconstruction: from white noise, match one layer's features (Fig. 1).",
-        "texture": "Texture synthesis / style reconstruction: match only Gram matrices (Fig. 1).",
-    }[command])
-    if command == "figure":
-        p.add_argument("number", type=int, choices=(1, 2, 3))
-        p.add_argument("--content", default=None, help="photo (default: the bundled example)")
-        p.add_argument("--styles", nargs="+", default=None, help="painting(s) (default: the bundled example)")
-    else:
-        p.add_argument("image", help="the photo" if command == "reconstruct" else "the painting")
-    if command == "reconstruct":
-        p.add_argument("--layer", default="relu4_2", help="layer whose features are matched")
-    if command == "texture":
-        p.add_argument("--layers", type=_texture_layers, default=paper.style_layers, help="comma-separated style layers")
-    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .tif)")
-    p.add_argument("--size", type=int, default=256, help="long side in pixels")
-    p.add_argument("--steps", type=int, default=paper.steps)
-    p.add_argument("--pooling", choices=vgg.POOLINGS, default=paper.pooling)
-    p.add_argument("--optimizer", choices=optimize.OPTIMIZERS, default=paper.optimizer)
-    p.add_argument("--seed", type=int, default=paper.seed)
-    if command != "figure":
-        p.add_argument("--noise-scale", type=float,
-                       default=TEXTURE_NOISE if command == "texture" else paper.noise_scale,
-                       help="amplitude of the white-noise start: uniform in 0.5 ± scale/2")
-    else:
-        p.add_argument("--ratio", type=float, default=paper.content_weight / paper.style_weight,
-                       help="alpha/beta of Fig. 2 (the paper: 1e-3, some panels 1e-4); Fig. 3 spans 1e-5 … 1e-2")
-    p.add_argument("--plain-vgg", action="store_true", help="skip the paper's network normalisation")
-    p.add_argument("--plot-loss", default=None, metavar="PNG", help="also save the loss curves as a plot")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    return p
-
-
-def run_paper(command: str, argv) -> int:
-    from . import paper
-    from .examples import CONTENT, STYLE
-    from .image import check_output_path, save_image, save_pil
-    from .sheet import loss_plot
-
-    args = build_paper_parser(command).parse_args(argv)
     output = check_output_path(args.output)
     outputs = {"-o": output}
     if args.plot_loss:
         outputs["--plot-loss"] = check_output_path(args.plot_loss)
-    if command == "figure":
-        inputs = {"content image": args.content, **{f"style image {i + 1}": s for i, s in enumerate(args.styles or [])}}
-    else:
-        inputs = {"input image": args.image}
     check_outputs(outputs, inputs)
-    preset = StyleConfig.paper()
-    config = preset.replace(size=args.size, steps=args.steps, pooling=args.pooling, optimizer=args.optimizer,
-                            seed=args.seed, noise_scale=getattr(args, "noise_scale", preset.noise_scale),
-                            normalize_vgg=not args.plain_vgg, style_weight=1.0,
-                            content_weight=getattr(args, "ratio", preset.content_weight / preset.style_weight)).validate()
-    if command == "reconstruct":
-        result = paper.reconstruct(args.image, args.layer, config)
-        save_image(result.image, output)
-        histories = {args.layer: result.history}
-    elif command == "texture":
-        result = paper.texture(args.image, args.layers, config, noise_scale=args.noise_scale)
-        save_image(result.image, output)
-        histories = {",".join(args.layers): result.history}
-    else:
-        content = args.content or str(CONTENT)
-        styles = args.styles or [str(STYLE)]
-        if args.number == 1:
-            sheet, res = paper.figure1(content, styles[0], config)
-            histories = {**{f"texture {k}": r.history for k, r in res["textures"].items()},
-                         **{f"content {k}": r.history for k, r in res["contents"].items()}}
-        elif args.number == 2:
-            sheet, res = paper.figure2(content, styles, config)
-            histories = {f"style {i + 1}": r.history for i, r in enumerate(res)}
-        else:
-            sheet, res = paper.figure3(content, styles[0], config)
-            histories = {f"{paper.paper_name(row[0].config.style_layers[-1])} a/b={r.config.content_weight:g}": r.history
-                         for row in res for r in row[::3]}
-        save_pil(sheet, output)
+    return output
+
+
+def _paper_config(args, **changes) -> StyleConfig:
+    return StyleConfig.paper().replace(size=args.size, steps=args.steps, pooling=args.pooling, optimizer=args.optimizer,
+                                       seed=args.seed, normalize_vgg=not args.plain_vgg, **changes).validate()
+
+
+def _paper_done(args, command: str, histories: dict) -> int:
     if args.plot_loss:
+        from .image import save_pil
+        from .sheet import loss_plot
+
         save_pil(loss_plot(histories, title=f"jaxstyle {command}: loss per step"), args.plot_loss)
     if not args.quiet:
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
-def _dispatch(argv) -> int:
-    if argv[:1] == ["weights"]:
-        return run_weights(argv[1:])
-    if argv[:1] == ["sweep"]:
-        return run_sweep(argv[1:])
-    if argv[:1] == ["rerun"]:
-        return run_rerun(argv[1:])
-    if argv[:1] in (["figure"], ["reconstruct"], ["texture"]):
-        return run_paper(argv[0], argv[1:])
-    return run(argv)
+def run_reconstruct(args, argv) -> int:
+    from . import paper
+    from .image import save_image
+
+    output = _paper_outputs(args, {"input image": args.image})
+    result = paper.reconstruct(args.image, args.layer, _paper_config(args, noise_scale=args.noise_scale))
+    save_image(result.image, output)
+    return _paper_done(args, "reconstruct", {args.layer: result.history})
+
+
+def run_texture(args, argv) -> int:
+    from . import paper
+    from .image import save_image
+
+    output = _paper_outputs(args, {"input image": args.image})
+    result = paper.texture(args.image, args.layers, _paper_config(args, noise_scale=args.noise_scale))
+    save_image(result.image, output)
+    return _paper_done(args, "texture", {",".join(args.layers): result.history})
+
+
+def run_figure(args, argv) -> int:
+    from . import paper
+    from .examples import CONTENT, STYLE
+    from .image import save_pil
+
+    output = _paper_outputs(args, {"content image": args.content,
+                                   **{f"style image {i + 1}": s for i, s in enumerate(args.styles or [])}})
+    config = _paper_config(args, content_weight=args.ratio, style_weight=1.0)
+    content, styles = args.content or str(CONTENT), args.styles or [str(STYLE)]
+    if args.number == 1:
+        sheet, res = paper.figure1(content, styles[0], config)
+        histories = {**{f"texture {k}": r.history for k, r in res["textures"].items()},
+                     **{f"content {k}": r.history for k, r in res["contents"].items()}}
+    elif args.number == 2:
+        sheet, res = paper.figure2(content, styles, config)
+        histories = {f"style {i + 1}": r.history for i, r in enumerate(res)}
+    else:
+        sheet, res = paper.figure3(content, styles[0], config)
+        histories = {f"{paper.paper_name(row[0].config.style_layers[-1])} a/b={r.config.content_weight:g}": r.history
+                     for row in res for r in row[::3]}
+    save_pil(sheet, output)
+    return _paper_done(args, "figure", histories)
+
+
+def _say(line: str) -> None:
+    """A line on stderr that does not tear the progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"jaxstyle: {line}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _progress(config: StyleConfig, quiet: bool):
+    if quiet:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=sum(steps for _, steps in config.schedule()), unit="step", desc="stylize", dynamic_ncols=True)
+
+    def callback(p):
+        bar.update(p.step - bar.n)
+        bar.set_postfix(loss=f"{p.loss:.4g}")
+
+    try:
+        yield callback
+    finally:
+        bar.close()
 
 
 def _out_of_memory(error: BaseException) -> bool:
@@ -542,36 +598,45 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"jaxstyle: warning: {message}", file=sys.stderr)
 
 
-def main(argv=None, *, handle_signals: bool = True) -> int:
-    """The ``jaxstyle`` command. Every ending is one line on stderr: 0 done, 2 bad input (the line
-    names the problem and the fix), 130/143 interrupted (the line says what was kept), 1 internal
-    error (``--debug`` anywhere on the command line adds the traceback)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
-    signals = interrupt.installed() if handle_signals else contextlib.nullcontext()
-    with signals, warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        try:
-            return _dispatch(argv)
-        except JaxstyleError as e:
-            print(f"jaxstyle: error: {e}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt as e:
-            print(f"jaxstyle: interrupted; {interrupt.kept_summary()}", file=sys.stderr)
-            return getattr(e, "exit_code", 130)
-        except Exception as e:  # noqa: BLE001: the one place that turns every other failure into one line
-            if debug:
-                traceback.print_exc()
-            if _out_of_memory(e):
-                print("jaxstyle: error: out of memory; lower --size (or --style-scale), or set --max-memory below "
-                      f"what this machine has free so the image is tiled{'' if debug else ' (--debug for details)'}",
-                      file=sys.stderr)
-                return 2
+@contextlib.contextmanager
+def _one_line_endings(debug: bool, status: dict):
+    """Every ending as one line on stderr and an exit status in ``status["code"]``: 2 bad input
+    (the line names the problem and the fix), 130/143 interrupted (the line says what was kept),
+    1 internal error (with ``debug``, the traceback too)."""
+    try:
+        yield
+    except JaxstyleError as e:
+        print(f"jaxstyle: error: {e}", file=sys.stderr)
+        status["code"] = 2
+    except KeyboardInterrupt as e:
+        print(f"jaxstyle: interrupted; {interrupt.kept_summary()}", file=sys.stderr)
+        status["code"] = getattr(e, "exit_code", 130)
+    except Exception as e:  # noqa: BLE001: the one place that turns every other failure into one line
+        if debug:
+            traceback.print_exc()
+        if _out_of_memory(e):
+            print("jaxstyle: error: out of memory; lower --size (or --style-scale), or set --max-memory below "
+                  f"what this machine has free so the image is tiled{'' if debug else ' (--debug for details)'}",
+                  file=sys.stderr)
+            status["code"] = 2
+        else:
             first = (str(e).strip().splitlines() or [""])[0][:200]
             print(f"jaxstyle: internal error: {type(e).__name__}: {first}; please report it with the command line "
                   f"at {ISSUES}{'' if debug else ' (rerun with --debug for the traceback)'}", file=sys.stderr)
-            return 1
+            status["code"] = 1
+
+
+def main(argv=None, *, handle_signals: bool = True) -> int:
+    """The ``jaxstyle`` command; returns its exit status (``--debug`` anywhere adds tracebacks)."""
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    status = {"code": 0}
+    with interrupt.installed() if handle_signals else contextlib.nullcontext(), warnings.catch_warnings(), \
+            _one_line_endings("--debug" in argv, status):
+        warnings.showwarning = _show_warning
+        argv = [a for a in argv if a != "--debug"]
+        args = build_parser().parse_args(argv)
+        status["code"] = args.run(args, argv)
+    return status["code"]
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import color, losses, optimize, vgg
 from .errors import JaxstyleError
@@ -19,6 +20,32 @@ _SEQUENCE_FIELDS = ("content_layers", "style_layers", "content_layer_weights", "
 AUTO_SCALES_ABOVE = 1024  # automatic coarse-to-fine (scales=0) above this long side
 AUTO_COARSEST = 512
 AUTO_MIN_STEPS = 10
+
+
+KINDS = {
+    "compiled": "recompiles",  # part of the compiled program (shapes, layers, losses, optimizer)
+    "shared": "new sweep group",  # no recompilation, but one batch runs it together
+    "per_job": "free",  # differs freely between the jobs of one compiled batch
+}
+
+
+def option(default, help: str, kind: str, *, choices=None, shown: str | None = None, metavar: str | None = None,
+           flag: bool = True):
+    """A :class:`StyleConfig` field with its metadata, declared once: the CLI flag (``--name-with-dashes``
+    unless ``flag`` is false), its help, choices and shown default, and its ``kind`` (see ``KINDS``)."""
+    assert kind in KINDS, kind
+    return dataclasses.field(default=default, metadata={
+        "help": help, "kind": kind, "choices": choices, "shown": shown, "metavar": metavar, "flag": flag})
+
+
+def options() -> tuple[dataclasses.Field, ...]:
+    """The fields of :class:`StyleConfig`, each with its metadata."""
+    return dataclasses.fields(StyleConfig)
+
+
+def fields_of_kind(*kinds: str) -> tuple[str, ...]:
+    """Names of the options of these kinds, in declaration order."""
+    return tuple(f.name for f in options() if f.metadata["kind"] in kinds)
 
 
 @dataclass(frozen=True)
@@ -75,36 +102,51 @@ class StyleConfig:
       chunk: steps between progress reports (the device is only waited on then).
     """
 
-    size: int = 512
-    steps: int = 300
-    content_weight: float = 1.0
-    style_weight: float = 10.0
-    tv_weight: float = 0.0
-    tv_kind: str = "l2"
-    init: str = "content"
-    noise_scale: float = 1.0
-    optimizer: optimize.Optimizer = "lbfgs"
-    lr: float | None = None
-    linesearch: optimize.Linesearch = "none"
-    pooling: vgg.Pooling = "max"
-    content_layers: tuple[str, ...] = ("relu4_2",)
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    content_layer_weights: tuple[float, ...] | None = None
-    style_layer_weights: tuple[float, ...] | None = None
-    normalization: losses.Normalization = "relative"
-    style_loss: str = "gram"
-    style_blend_weights: tuple[float, ...] | None = None
-    style_scale: float | tuple[float, ...] = 1.0
-    color: str = "none"
-    scales: int = 0
-    scale_ratio: float = 2**0.5
-    scale_steps: int | None = None
-    average: float = 0.0
-    normalize_vgg: bool = False
-    tile: int | None = None
-    max_memory: float | None = None
-    seed: int = 0
-    chunk: int = 10
+    size: int = option(512, "long side of the output in pixels (Lanczos resize, once)", "compiled")
+    steps: int = option(300, "optimizer iterations (at the final scale)", "shared")
+    content_weight: float = option(1.0, "alpha: weight of the content term", "per_job")
+    style_weight: float = option(10.0, "beta: weight of the style term", "per_job")
+    tv_weight: float = option(0.0, "total-variation weight (0 = off)", "per_job")
+    tv_kind: str = option("l2", "total-variation norm", "compiled", choices=losses.TV_KINDS)
+    init: str = option("content", f"start image: {' or '.join(INITS)} (the paper) or an image path", "per_job")
+    noise_scale: float = option(1.0, "amplitude of a noise start: uniform in 0.5 ± scale/2 (the paper preset: 0.5)",
+                                "per_job")
+    optimizer: optimize.Optimizer = option("lbfgs", "lbfgs (the paper) or adam", "compiled", choices=optimize.OPTIMIZERS)
+    lr: float | None = option(None, "learning rate", "per_job",
+                              shown=", ".join(f"{k} {v}" for k, v in optimize.DEFAULT_LR.items()))
+    linesearch: optimize.Linesearch = option("none", "L-BFGS line search", "compiled", choices=optimize.LINESEARCHES)
+    pooling: vgg.Pooling = option("max", "max or avg (the paper prefers avg)", "compiled", choices=vgg.POOLINGS)
+    content_layers: tuple[str, ...] = option(("relu4_2",), "comma-separated layer names", "compiled")
+    style_layers: tuple[str, ...] = option(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+                                           "comma-separated layer names", "compiled")
+    content_layer_weights: tuple[float, ...] | None = option(None, "comma-separated, one per content layer",
+                                                             "per_job", shown="equal")
+    style_layer_weights: tuple[float, ...] | None = option(None, "comma-separated, one per style layer", "per_job",
+                                                           shown="equal")
+    normalization: losses.Normalization = option("relative", "loss normalisation (see Departures from the paper)",
+                                                 "compiled", choices=losses.NORMALIZATIONS)
+    style_loss: str = option("gram", "gram (the paper) or wasserstein (mean and covariance)", "compiled",
+                             choices=losses.STYLE_LOSSES)
+    style_blend_weights: tuple[float, ...] | None = option(None, "comma-separated, one per style image (normalised)",
+                                                           "per_job", shown="equal")
+    style_scale: float | tuple[float, ...] = option(1.0, "style image size relative to the output: one number, "
+                                                    "or one per style image", "per_job")
+    color: str = option("none", "keep the photo's colours: luminance-only transfer or histogram matching", "per_job",
+                        choices=color.COLORS)
+    scales: int = option(0, "number of sizes, coarse to fine; 0 = automatic (coarse to fine above 1024 px)",
+                         "compiled", shown="0 (auto)")
+    scale_ratio: float = option(2**0.5, "size ratio between scales", "compiled", shown="1.414")
+    scale_steps: int | None = option(None, "iterations at each coarser scale", "shared", shown="--steps")
+    average: float = option(0.0, "decay of the image's moving average returned instead of the last iterate "
+                            "(0 = off; e.g. 0.9 with adam)", "shared")
+    normalize_vgg: bool = option(False, "the paper's normalised network (mean activation 1 per filter)", "shared")
+    tile: int | None = option(None, "evaluate tile by tile with cores of PX pixels (exact; memory stays flat); "
+                              "0 = never", "compiled", shown="auto", metavar="PX")
+    max_memory: float | None = option(None, "memory budget that decides tiling and the tile size", "compiled",
+                                      shown="70% of free", metavar="GB")
+    seed: int = option(0, "seed of every random choice (the noise start)", "per_job")
+    chunk: int = option(10, "steps between progress reports (the CLI sets it from --save-every)", "per_job",
+                        flag=False)
 
     @classmethod
     def paper(cls, **changes) -> "StyleConfig":
@@ -180,6 +222,9 @@ class StyleConfig:
                 raise JaxstyleError(f"`{name}` (={getattr(self, name)!r}) must be layer names, e.g. ('relu4_2',)")
         if not isinstance(self.init, str) or not self.init:
             raise JaxstyleError(f"`init` (={self.init!r}) must be {' or '.join(repr(i) for i in INITS)} or an image path")
+        if self.init not in INITS and not Path(self.init).is_file():
+            raise JaxstyleError(f"`init` (={self.init!r}) is neither {' nor '.join(INITS)} nor an existing image file; "
+                                "check the path")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63:
             raise JaxstyleError(f"`seed` (={self.seed!r}) must be an integer of at most 64 bits, e.g. 0")
         if not isinstance(self.normalize_vgg, bool):
@@ -279,7 +324,9 @@ class StyleConfig:
         return (self.style_scale,) * n_styles
 
     def blend(self, n_styles: int) -> tuple[float, ...]:
-        """Style-image weights normalised to sum to one."""
+        """Style-image weights normalised to sum to one (none without style images)."""
+        if self.style_blend_weights is None and n_styles == 0:
+            return ()
         if self.style_blend_weights is None:
             return (1.0 / n_styles,) * n_styles
         if len(self.style_blend_weights) != n_styles:

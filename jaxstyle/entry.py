@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 
 STARTUP = "jaxstyle: interrupted during start-up; no output written"
+
+
+def _stop_during_start_up(code: int) -> int:
+    print(STARTUP, file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT and SIGTERM held back (not lost) while the block runs, delivered when it ends.
+
+    The import of JAX loads C extensions; a Ctrl-C whose handler ran in the middle of that crashed
+    the interpreter (SIGSEGV in ``jaxlib.cpu_feature_guard``) about one run in six at 0.1 s after
+    start. Held back, it arrives a second later, at a safe point, and ends the run cleanly.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def main(argv=None) -> int:
@@ -13,14 +38,14 @@ def main(argv=None) -> int:
 
         with interrupt.installed():
             try:
-                from .cli import main as cli_main
+                with _signals_deferred():
+                    from .cli import main as cli_main
+                interrupt.check()  # a signal held back during the imports stops here
             except KeyboardInterrupt as e:
-                print(STARTUP, file=sys.stderr)
-                return getattr(e, "exit_code", 130)
+                return _stop_during_start_up(getattr(e, "exit_code", 130))
             return cli_main(argv, handle_signals=False)
     except KeyboardInterrupt:  # before the handlers were in place
-        print(STARTUP, file=sys.stderr)
-        return 130
+        return _stop_during_start_up(130)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""The total objective ``alpha * L_content + beta * L_style (+ TV)``: targets computed once, a pure loss.
+"""The total objective ``alpha * L_content + beta * L_style (+ TV)`` as one named pytree, :class:`Problem`.
 
-Static choices (layers, pooling, normalisation) live in :class:`ObjectiveSpec`; everything a sweep
-may vary without recompiling (alpha, beta, layer weights, blend weights, TV weight) is traced in
-:class:`LossWeights`.
+A :class:`Problem` holds everything the loss of an image depends on: the VGG weights, the
+:class:`Targets` (the photo's features, the paintings' style statistics), the traced
+:class:`LossWeights` (alpha, beta, layer and blend weights, TV weight: a sweep varies them without
+recompiling) and the static :class:`ObjectiveSpec` (layers, pooling, normalisation, losses:
+changing it recompiles). :func:`total_loss` ``(x, problem)`` is the function the optimizer minimises.
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ class LossWeights:
     alpha: jax.Array  # () content weight
     beta: jax.Array  # () style weight
     tv: jax.Array  # () total-variation weight
-    content_layers: jax.Array  # (len(spec.content_layers),)
-    style_layers: jax.Array  # (len(spec.style_layers),)
-    blend: jax.Array  # (S,) style-image weights, summing to one
+    content_layer_weights: jax.Array  # (len(spec.content_layers),)
+    style_layer_weights: jax.Array  # (len(spec.style_layers),)
+    style_blend_weights: jax.Array  # (S,) style-image weights, summing to one
 
 
 @flax.struct.dataclass
@@ -102,26 +104,51 @@ def make_targets(weights: VGGWeights, content: jax.Array, styles: Sequence[jax.A
     return Targets(content=content_feats, style=style)
 
 
-def loss_terms(x: jax.Array, weights: VGGWeights, targets: Targets, coef: LossWeights, spec: ObjectiveSpec) -> dict:
-    """Weighted loss terms of image ``x`` ((H, W, 3) RGB in [0, 1]) and their sum under ``"total"``."""
-    feats = image_features(weights, x, spec.layers, spec.pooling)
-    content = sum(
-        coef.content_layers[i] * losses.content_loss(feats[layer], targets.content[layer], spec.normalization)
-        for i, layer in enumerate(spec.content_layers)
-    )
-    style = sum(
-        coef.style_layers[i]
-        * losses.style_loss(feats[layer], targets.style[layer], coef.blend, spec.normalization, spec.style_loss)
-        for i, layer in enumerate(spec.style_layers)
-    )
+@flax.struct.dataclass
+class Problem:
+    """Everything the loss of an image depends on; the ``problem`` argument of :func:`total_loss`.
+
+    ``weights`` are shared by every job of a batch; ``targets`` and ``coef`` get a leading batch
+    axis when jobs are stacked (:func:`batch_axes`); ``spec`` is static.
+    """
+
+    weights: VGGWeights
+    targets: Targets
+    coef: LossWeights
+    spec: ObjectiveSpec = flax.struct.field(pytree_node=False)
+
+
+def batch_axes(spec: ObjectiveSpec) -> Problem:
+    """``vmap``'s ``in_axes`` for a stack of problems: weights shared, targets and coefficients per job."""
+    return Problem(weights=None, targets=0, coef=0, spec=spec)
+
+
+def weighted_terms(content: Sequence[jax.Array], style: Sequence[jax.Array], x: jax.Array, coef: LossWeights,
+                   spec: ObjectiveSpec) -> dict:
+    """The weighted terms (content, style, tv) and their sum under ``"total"``, from the unweighted
+    loss of each content layer and each style layer (in ``spec``'s order) of the image ``x``."""
     terms = {
-        "content": coef.alpha * content,
-        "style": coef.beta * style,
+        "content": coef.alpha * sum(coef.content_layer_weights[i] * c for i, c in enumerate(content)),
+        "style": coef.beta * sum(coef.style_layer_weights[i] * s for i, s in enumerate(style)),
         "tv": coef.tv * losses.tv_loss(x, spec.tv_kind),
     }
     terms["total"] = terms["content"] + terms["style"] + terms["tv"]
     return terms
 
 
-def total_loss(x, weights, targets, coef, spec) -> jax.Array:
-    return loss_terms(x, weights, targets, coef, spec)["total"]
+def loss_terms(x: jax.Array, problem: Problem) -> dict:
+    """Weighted loss terms of image ``x`` ((H, W, 3) RGB in [0, 1]) and their sum under ``"total"``."""
+    spec, targets = problem.spec, problem.targets
+    feats = image_features(problem.weights, x, spec.layers, spec.pooling)
+    content = [losses.content_loss(feats[layer], targets.content[layer], spec.normalization)
+               for layer in spec.content_layers]
+    style = [losses.style_loss(feats[layer], targets.style[layer], problem.coef.style_blend_weights,
+                               spec.normalization, spec.style_loss)
+             for layer in spec.style_layers]
+    return weighted_terms(content, style, x, problem.coef, spec)
+
+
+def total_loss(x: jax.Array, problem: Problem) -> jax.Array:
+    """The objective at ``x``: what the optimizer minimises. Pure and jit-able."""
+    return loss_terms(x, problem)["total"]
+

@@ -1,8 +1,11 @@
 """Pixel optimisation with optax: one jitted step per iteration, dispatched asynchronously.
 
-The step is the jit boundary: ``step(x, state, lr, data) -> (x, state, loss, evaluations)``. The
-learning rate and the loss's ``data`` pytree are traced, so changing them never recompiles. Python
-only queues steps; it reads results back once per reporting chunk, so the device never waits on it.
+The step is the jit boundary: :func:`step` ``(x, state, lr, problem) -> Step(x, state, loss,
+evaluations)``, one module-level jitted function whose static arguments (the loss function, the
+optimizer, the line search, the batch axes) say what compiles; the learning rate and the problem are
+traced, so changing them never recompiles. Python only queues steps; it reads results back once per
+reporting chunk, so the device never waits on it. L-BFGS without a line search is wrapped in
+:func:`guard`, an optax transformation that takes back steps that blow the loss up.
 
 Measured on the 2-core CPU (bench/speed.py): running a chunk of steps inside ``lax.fori_loop``
 made each step about 2x slower than the same step jitted alone (XLA:CPU runs convolutions in a
@@ -12,7 +15,7 @@ while-loop body less efficiently), and a queued jitted step costs well under 1% 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,14 +66,62 @@ class Step(NamedTuple):
     evaluations: jax.Array  # () loss-and-gradient evaluations the step spent
 
 
-class Guarded(NamedTuple):
-    """State of L-BFGS without a line search, guarded against overshooting steps."""
+class GuardState(NamedTuple):
+    """State of :func:`guard`."""
 
-    inner: optax.OptState  # optax's L-BFGS state
-    x: jax.Array  # (H, W, 3) last accepted image
-    value: jax.Array  # () its loss (inf before the first step)
-    grad: jax.Array  # (H, W, 3) its gradient
+    inner: optax.OptState  # the wrapped transformation's state
+    params: Any  # the last accepted parameters (an image: (H, W, 3))
+    value: jax.Array  # () their loss (inf before the first step)
+    grad: Any  # their gradient, shaped like params
     scale: jax.Array  # () step-size factor, halved on each rejection, doubled back up to 1
+
+
+def guard(make_inner: Callable[[jax.Array], optax.GradientTransformationExtraArgs],
+          factor: float = GUARD_FACTOR) -> optax.GradientTransformationExtraArgs:
+    """Reject steps that multiplied the loss by more than ``factor`` (or made it NaN).
+
+    For optimizers without a line search, whose steps may overshoot. ``update`` needs the loss
+    ``value`` at ``params`` (and its ``grad``; default the ``updates`` given). When ``value`` exceeds
+    ``factor`` times the last accepted loss, the iterate is rejected: the update starts again from the
+    last accepted parameters, with the inner optimizer's state restarted (an empty L-BFGS memory,
+    whose first step is the gradient scaled to unit norm) and the step size halved; each accepted
+    step doubles it back, up to 1. Non-monotone on purpose: a rise below ``factor`` is kept (L-BFGS
+    without a line search may raise the loss for a step and recover). Costs no extra evaluation.
+
+    Args:
+      make_inner: ``scale -> transformation``: the optimizer with its step size multiplied by
+        ``scale`` (a traced scalar), e.g. ``lambda s: optax.lbfgs(learning_rate=s, linesearch=None)``.
+      factor: the largest accepted ratio of a step's loss to the last accepted loss.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose updates, applied to ``params``, give the
+      next iterate (going back to the accepted parameters first when ``params`` was rejected).
+
+    References:
+      The measurements behind ``GUARD_FACTOR``: an unguarded 128 px texture's loss jumped from
+      2e-2 to 9e3 within 100 steps; the blow-ups this catches were factors of 4e5.
+    """
+
+    def init_fn(params):
+        value = jnp.asarray(jnp.inf, jax.tree.leaves(params)[0].dtype)
+        return GuardState(make_inner(jnp.ones_like(value)).init(params), params, value,
+                          jax.tree.map(jnp.zeros_like, params), jnp.ones_like(value))
+
+    def update_fn(updates, state, params=None, *, value, grad=None, **extra):
+        grad = updates if grad is None else grad
+        rejected = ~(value <= factor * state.value)
+        pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(rejected, o, n), new, old)
+        accepted, value, grad = pick(params, state.params), pick(value, state.value), pick(grad, state.grad)
+        scale = jnp.where(rejected, 0.5 * state.scale, jnp.minimum(1.0, 2.0 * state.scale))
+        inner = make_inner(scale)
+        inner_state = pick(state.inner, inner.init(accepted))  # rejected: an empty memory
+        step, inner_state = inner.update(grad, inner_state, accepted, value=value, grad=grad, **extra)
+        # Relative to the params given: from a rejected iterate, first go back to the accepted one
+        # (exactly zero when nothing was rejected).
+        updates = jax.tree.map(lambda u, a, p: u + (a - p), step, accepted, params)
+        return updates, GuardState(inner_state, accepted, value, grad, scale)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def has_linesearch(kind: Optimizer, linesearch: Linesearch) -> bool:
@@ -82,119 +133,78 @@ def _guarded(kind: Optimizer, linesearch: Linesearch) -> bool:
     return kind == "lbfgs" and linesearch == "none"
 
 
-def make_update(kind: Optimizer, linesearch: Linesearch = "none"):
-    """The pure ``update(x, state, lr, value, grad, value_fn=None) -> Step``: one optimizer iteration
-    from the loss ``value`` and its ``grad`` at ``x``, however they were computed (whole, or tile by
-    tile as in ``jaxstyle.tiling``). ``value_fn`` is needed only by the L-BFGS line searches.
+def transformation(kind: Optimizer, learning_rate, linesearch: Linesearch = "none") -> optax.GradientTransformationExtraArgs:
+    """The run's optax transformation: :func:`make_optimizer`, inside :func:`guard` for L-BFGS
+    without a line search. ``learning_rate`` may be traced."""
+    if _guarded(kind, linesearch):
+        return guard(lambda scale: make_optimizer(kind, learning_rate * scale, linesearch))
+    return make_optimizer(kind, learning_rate, linesearch)
 
-    L-BFGS without a line search is guarded: a step that multiplied the loss by more than
-    ``GUARD_FACTOR`` (or made it NaN) is rejected at the next evaluation, which then restarts
-    from the last accepted image with an empty memory (whose first step is the gradient scaled to
-    unit norm) and half the step size.
-    Measured: unguarded, a 128 px texture's loss jumped from 2e-2 to 9e3 within 100 steps. The
-    guard costs no extra evaluation.
-    """
-    uses_state = has_linesearch(kind, linesearch)
-    guard = _guarded(kind, linesearch)
 
-    def update(x, state, lr, value, grad, value_fn=None) -> Step:
-        inner = state
-        if guard:
-            # Non-monotone: L-BFGS without a line search may raise the loss for a step and recover;
-            # only a step that multiplied it by more than GUARD_FACTOR (or made it NaN) is taken back.
-            rejected = ~(value <= GUARD_FACTOR * state.value)
-            pick = lambda new, old: jnp.where(rejected, old, new)
-            x, value, grad = pick(x, state.x), pick(value, state.value), pick(grad, state.grad)
-            scale = jnp.where(rejected, 0.5 * state.scale, jnp.minimum(1.0, 2.0 * state.scale))
-            fresh = make_optimizer(kind, lr, linesearch).init(x)
-            inner = jax.tree.map(lambda f, s: jnp.where(rejected, f, s), fresh, state.inner)
-            lr = lr * scale
-        opt = make_optimizer(kind, lr, linesearch)
-        updates, inner = opt.update(grad, inner, x, value=value, grad=grad, value_fn=value_fn)
-        # Projection onto displayable pixels after every step, for L-BFGS too: at 128 px, 80 steps,
-        # the final (clipped) loss was 1.053 with it and 1.116 when clipping only the output.
-        new_x = jnp.clip(optax.apply_updates(x, updates), 0.0, 1.0)
-        if uses_state:
-            evals = jnp.maximum(optax.tree.get(inner, "num_linesearch_steps"), 1).astype(jnp.int32)
-        else:
-            evals = jnp.int32(1)
-        new_state = Guarded(inner, x, value, grad, scale) if guard else inner
-        return Step(new_x, new_state, value, evals)
+def init(x: jax.Array, kind: Optimizer, linesearch: Linesearch = "none") -> optax.OptState:
+    """The optimizer state for the image ``x`` (its structure does not depend on the learning rate)."""
+    return transformation(kind, jnp.ones((), x.dtype), linesearch).init(x)
 
-    return update
+
+def update(x, state, lr, value, grad, value_fn=None, *, kind: Optimizer, linesearch: Linesearch = "none") -> Step:
+    """One optimizer iteration from the loss ``value`` and its ``grad`` at ``x``, however they were
+    computed (whole, or tile by tile as in ``jaxstyle.tiling``). ``value_fn`` is needed only by the
+    L-BFGS line searches. Pure."""
+    updates, state = transformation(kind, lr, linesearch).update(grad, state, x, value=value, grad=grad,
+                                                                 value_fn=value_fn)
+    # Projection onto displayable pixels after every step, for L-BFGS too: at 128 px, 80 steps,
+    # the final (clipped) loss was 1.053 with it and 1.116 when clipping only the output.
+    new_x = jnp.clip(optax.apply_updates(x, updates), 0.0, 1.0)
+    if has_linesearch(kind, linesearch):
+        evals = jnp.maximum(optax.tree.get(state, "num_linesearch_steps"), 1).astype(jnp.int32)
+    else:
+        evals = jnp.int32(1)
+    loss = state.value if _guarded(kind, linesearch) else value  # the guard reports the accepted loss
+    return Step(new_x, state, loss, evals)
 
 
 def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none"):
-    """The pure, unjitted ``step(x, state, lr, data) -> Step`` minimising ``loss_fn(x, data)``:
-    one loss-and-gradient evaluation, then :func:`make_update`'s iteration."""
-    uses_state = has_linesearch(kind, linesearch)
-    update = make_update(kind, linesearch)
+    """The pure, unjitted ``step(x, state, lr, problem) -> Step`` minimising ``loss_fn(x, problem)``:
+    one loss-and-gradient evaluation, then :func:`update`."""
 
-    def step(x, state, lr, data) -> Step:
-        value_fn = lambda p: loss_fn(p, data)
-        if uses_state:  # the line search already evaluated value and gradient at x
+    def one_step(x, state, lr, problem) -> Step:
+        value_fn = lambda p: loss_fn(p, problem)
+        if has_linesearch(kind, linesearch):  # the line search already evaluated value and gradient at x
             value, grad = optax.value_and_grad_from_state(value_fn)(x, state=state)
         else:
             value, grad = jax.value_and_grad(value_fn)(x)
-        return update(x, state, lr, value, grad, value_fn)
+        return update(x, state, lr, value, grad, value_fn, kind=kind, linesearch=linesearch)
 
-    return step
+    return one_step
 
 
-@functools.lru_cache(maxsize=None)
-def step_fn(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none"):
-    """A jitted ``step(x, state, lr, data) -> Step`` minimising ``loss_fn(x, data)``.
+@functools.partial(jax.jit, static_argnames=("loss_fn", "kind", "linesearch", "axes", "sharding"),
+                   donate_argnames=("x", "state"))
+def step(x, state, lr, problem, *, loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none",
+         axes=None, sharding=None) -> Step:
+    """One jitted iteration minimising ``loss_fn(x, problem)``; ``x`` and ``state`` are donated.
 
-    Cached per (loss_fn, kind, linesearch), so repeated runs in a process reuse the compilation
-    (jit's own cache then keys on shapes and on the static parts of ``data``). ``x`` and ``state``
-    are donated: the step replaces them.
+    Static (each distinct value compiles once): ``loss_fn``, ``kind``, ``linesearch``; ``axes`` is
+    ``None`` for one image or, for a batch (a leading axis on ``x``, ``state`` and ``lr``), the
+    ``in_axes`` of ``problem`` (see ``objective.batch_axes``); ``sharding``, if given, pins every
+    output to it, so the next call sees the same input shardings. Traced: everything else.
     """
-    return jax.jit(make_step(loss_fn, kind, linesearch), donate_argnames=("x", "state"))
+    one = make_step(loss_fn, kind, linesearch)
+    out = one(x, state, lr, problem) if axes is None else jax.vmap(one, in_axes=(0, 0, 0, axes))(x, state, lr, problem)
+    return out if sharding is None else jax.lax.with_sharding_constraint(out, sharding)
 
 
-@functools.lru_cache(maxsize=None)
-def batched_step_fn(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none", data_axes=None,
-                    out_sharding=None):
-    """:func:`step_fn` vmapped over a leading batch axis of ``x``, ``state``, ``lr`` and ``data``.
-
-    ``data_axes`` is the ``in_axes`` entry for ``data`` (a pytree prefix: ``None`` for parts shared
-    by the batch, such as the VGG weights; 0 for per-job parts). ``out_sharding`` (a sharding of the
-    batch axis) pins every output to it, so the next call sees the same input shardings and the
-    step compiles exactly once.
-    """
-    batched = jax.vmap(make_step(loss_fn, kind, linesearch), in_axes=(0, 0, 0, data_axes))
-    return jax.jit(batched, donate_argnames=("x", "state"), out_shardings=out_sharding)
+@functools.partial(jax.jit, static_argnames=("kind", "linesearch", "batched", "sharding"))
+def init_state(x, *, kind: Optimizer, linesearch: Linesearch = "none", batched: bool = False, sharding=None):
+    """:func:`init`, jitted; over a leading batch axis of ``x`` when ``batched``."""
+    state = jax.vmap(lambda xi: init(xi, kind, linesearch))(x) if batched else init(x, kind, linesearch)
+    return state if sharding is None else jax.lax.with_sharding_constraint(state, sharding)
 
 
-@functools.lru_cache(maxsize=None)
-def state_initializer(kind: Optimizer, linesearch: Linesearch = "none"):
-    """A jitted ``init(x) -> state`` (the state's structure does not depend on the learning rate)."""
-
-    def init(x):
-        inner = make_optimizer(kind, 1.0, linesearch).init(x)
-        if not _guarded(kind, linesearch):
-            return inner
-        return Guarded(inner, x, jnp.asarray(jnp.inf, x.dtype), jnp.zeros_like(x), jnp.asarray(1.0, x.dtype))
-
-    return jax.jit(init)
-
-
-@functools.lru_cache(maxsize=None)
-def _jitted_update(kind: Optimizer, linesearch: Linesearch):
-    return jax.jit(make_update(kind, linesearch), donate_argnames=("state",))
-
-
-def evaluated_step(value_and_grad: Callable, kind: Optimizer, linesearch: Linesearch = "none"):
-    """``step(x, state, lr, data) -> Step`` from a loss-and-gradient function that is not one jitted
-    program (``value_and_grad(x, data) -> (value, grad)``, e.g. the tiled evaluation, which queues a
-    jitted call per tile), followed by the jitted :func:`make_update`. Line searches need to evaluate
-    the loss inside the jitted update, so only ``linesearch="none"`` is possible here."""
+@functools.partial(jax.jit, static_argnames=("kind", "linesearch"), donate_argnames=("state",))
+def jitted_update(x, state, lr, value, grad, *, kind: Optimizer, linesearch: Linesearch = "none") -> Step:
+    """:func:`update`, jitted, for a loss and gradient evaluated outside it (the tiled evaluation).
+    Line searches evaluate the loss inside the update, so only ``linesearch="none"`` is possible."""
     if has_linesearch(kind, linesearch):
-        raise ValueError("a step from an external evaluation supports L-BFGS only without a line search")
-    update = _jitted_update(kind, linesearch)
-
-    def step(x, state, lr, data) -> Step:
-        value, grad = value_and_grad(x, data)
-        return update(x, state, lr, value, grad)
-
-    return step
+        raise ValueError("an externally evaluated step supports L-BFGS only without a line search")
+    return update(x, state, lr, value, grad, kind=kind, linesearch=linesearch)

@@ -12,10 +12,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from .batch import Job, stylize_batch
+from .batch import stylize_batch
 from .config import StyleConfig
 from .sheet import contact_sheet
-from .transfer import ImageLike, Result, stylize
+from .problem import ImageLike, Job
+from .transfer import Result, stylize
 
 FIG1_CONTENT_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
 FIG1_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -32,36 +33,41 @@ def reconstruct(content: ImageLike, layer: str, config: StyleConfig | None = Non
     """Content reconstruction (Fig. 1, bottom): from white noise, match only ``layer``'s features."""
     config = (config or StyleConfig.paper()).replace(
         content_layers=(layer,), content_layer_weights=None, style_layers=(), style_layer_weights=None,
-        content_weight=1.0, style_weight=0.0, init="noise")
-    return stylize(content, content, config, **kw)  # the style image is unused (no style layers)
+        style_blend_weights=None, content_weight=1.0, style_weight=0.0, init="noise")
+    return stylize(content, (), config, **kw)
 
 
-# Texture synthesis starts from uniform [0, 1] noise whatever the preset's amplitude: with no content
-# term, a start with less contrast than the painting sits near a saddle of the Gram loss, where
-# L-BFGS without a line search stalls. Measured (Starry Night, relu1_1+relu2_1, 128 px, 60 steps,
-# normalised network): amplitude 0.1: loss 1.32 -> 1.40 (flat grey); 0.5: 0.857 -> 0.0022;
-# 1.0: 0.77 -> 0.00065; with the plain network at 48 px, a 0.5 start left the relu1_1…relu4_1
-# texture's relu3_1 Gram error above the relu1_1-only texture's.
+# Texture synthesis starts from uniform [0, 1] noise (the default of :func:`texture_config`), not the
+# paper preset's 0.5: with no content term, a start with less contrast than the painting sits near
+# a saddle of the Gram loss, where L-BFGS without a line search stalls. Measured (Starry Night,
+# relu1_1+relu2_1, 128 px, 60 steps, normalised network): amplitude 0.1: loss 1.32 -> 1.40 (flat
+# grey); 0.5: 0.857 -> 0.0022; 1.0: 0.77 -> 0.00065; with the plain network at 48 px, a 0.5 start
+# left the relu1_1…relu4_1 texture's relu3_1 Gram error above the relu1_1-only texture's.
 TEXTURE_NOISE = 1.0
 
 
-def texture(style: ImageLike, layers: Sequence[str], config: StyleConfig | None = None,
-            noise_scale: float = TEXTURE_NOISE, **kw) -> Result:
+def texture_config(layers: Sequence[str], config: StyleConfig | None = None) -> StyleConfig:
+    """The config of a texture from ``layers``: ``config`` (default: the paper preset with a
+    ``TEXTURE_NOISE`` start) with only a style term; its own ``noise_scale`` is kept."""
+    config = config or StyleConfig.paper(noise_scale=TEXTURE_NOISE)
+    return config.replace(content_layers=(), content_layer_weights=None, style_layers=tuple(layers),
+                          style_layer_weights=None, content_weight=0.0, style_weight=1.0, init="noise")
+
+
+def texture(style: ImageLike, layers: Sequence[str], config: StyleConfig | None = None, **kw) -> Result:
     """Style reconstruction / texture synthesis (Fig. 1, top): match only the Gram matrices of ``layers``.
 
     The output has the style image's aspect ratio at ``config.size``; the start is white noise of
-    amplitude ``noise_scale`` (default uniform in [0, 1], see ``TEXTURE_NOISE``).
+    amplitude ``config.noise_scale`` (see :func:`texture_config`).
     """
-    config = (config or StyleConfig.paper()).replace(
-        content_layers=(), content_layer_weights=None, style_layers=tuple(layers), style_layer_weights=None,
-        content_weight=0.0, style_weight=1.0, init="noise", noise_scale=noise_scale)
-    return stylize(style, style, config, **kw)  # the "content" only sets the output's shape
+    return stylize(None, style, texture_config(layers, config), **kw)
 
 
 def figure1(content: ImageLike, style: ImageLike, config: StyleConfig | None = None) -> tuple[Image.Image, dict]:
-    """Fig. 1: top row textures from growing style-layer subsets, bottom row content reconstructions."""
+    """Fig. 1: top row textures from growing style-layer subsets (from a ``TEXTURE_NOISE`` start),
+    bottom row content reconstructions."""
     config = config or StyleConfig.paper()
-    textures = {layers[-1]: texture(style, layers, config) for layers in STYLE_SUBSETS}
+    textures = {layers[-1]: texture(style, layers, config.replace(noise_scale=TEXTURE_NOISE)) for layers in STYLE_SUBSETS}
     contents = {layer: reconstruct(content, layer, config) for layer in FIG1_CONTENT_LAYERS}
     cells = [[r.image for r in textures.values()], [r.image for r in contents.values()]]
     # Column k: texture from conv1_1 up to conv{k}_1 (top), reconstruction from conv{k}_2 (bottom).

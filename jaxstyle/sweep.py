@@ -34,7 +34,8 @@ from typing import Callable
 
 from . import batch as batching
 from . import image as image_io
-from . import interrupt, transfer
+from . import interrupt
+from .problem import prepare
 from .config import INITS, StyleConfig
 from .errors import JaxstyleError
 
@@ -236,16 +237,17 @@ def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_
             for path in job.styles:
                 if path not in decoded:
                     decoded[path] = image_io.load_image(path)
-            transfer.prepare(decoded[content_key], [decoded[p] for p in job.styles], job.config)
-            runnable.append((job, content_key))
+            content, _ = prepare(decoded[content_key], [decoded[p] for p in job.styles], job.config)
+            runnable.append((job, content_key, content.shape))
         except JaxstyleError as e:
             _fail(outdir, job, f"{e} (job {job.id}: content {Path(job.content).name}, "
                                f"style {', '.join(Path(p).name for p in job.styles)})")
             counts["failed"] += 1
             report()
-    as_batch = [batching.Job(decoded[key], tuple(decoded[p] for p in j.styles), j.config) for j, key in runnable]
-    runnable = [j for j, _ in runnable]
-    for group in batching.group_jobs(as_batch) if as_batch else []:
+    as_batch = [batching.Job(decoded[key], tuple(decoded[p] for p in j.styles), j.config) for j, key, _ in runnable]
+    shapes = [shape for _, _, shape in runnable]
+    runnable = [j for j, _, _ in runnable]
+    for group in batching.group_jobs(as_batch, shapes):
         counts["groups"] += 1
         t0 = time.perf_counter()
 
@@ -267,7 +269,8 @@ def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_
             counts["done"] += 1
             report()
 
-        batching.stylize_batch([as_batch[i] for i in group], weights=weights, batch_size=batch_size, on_result=finished_one)
+        batching.stylize_batch([as_batch[i] for i in group], weights=weights, batch_size=batch_size,
+                               on_result=finished_one, shapes=[shapes[i] for i in group])
     write_sheet(jobs, outdir)
     return counts
 

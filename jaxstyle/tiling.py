@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import interrupt, losses, vgg
+from . import interrupt, losses, objective, vgg
 from .objective import stack
 from .errors import JaxstyleError
 
@@ -175,10 +175,8 @@ def crop_parts(crop, origin, bounds, weights, content_targets: dict, style_layer
       :func:`combine_moments` merges stably instead of summing raw moments (whose difference
       ``S2/M - mean mean^T`` loses precision, and the W2 gradient amplifies it).
     """
-    from .objective import image_features
-
     layers = tuple(dict.fromkeys(tuple(content_targets) + tuple(style_layers)))
-    feats = image_features(weights, crop, layers, pooling)
+    feats = objective.image_features(weights, crop, layers, pooling)
     content = {}
     for layer, target in content_targets.items():
         f = feats[layer]
@@ -219,19 +217,20 @@ def _positions(shape, layer: str) -> int:
     return (shape[0] // s) * (shape[1] // s)
 
 
-def _objective_parts(crop, origin, bounds, weights, targets, spec):
-    return crop_parts(crop, origin, bounds, weights, targets.content, spec.style_layers, spec.style_loss, spec.pooling)
+def _objective_parts(crop, origin, bounds, problem):
+    return crop_parts(crop, origin, bounds, problem.weights, problem.targets.content, problem.spec.style_layers,
+                      problem.spec.style_loss, problem.spec.pooling)
 
 
-@functools.partial(jax.jit, static_argnames=("crop", "spec"))
-def _forward(x, origin, bounds, weights, targets, crop, spec):
-    return _objective_parts(_window(x, origin, crop), origin, bounds, weights, targets, spec)
+@functools.partial(jax.jit, static_argnames=("crop",))
+def _forward(x, origin, bounds, problem, crop):
+    return _objective_parts(_window(x, origin, crop), origin, bounds, problem)
 
 
-@functools.partial(jax.jit, static_argnames=("crop", "spec"), donate_argnames=("grad",))
-def _backprop(grad, x, origin, bounds, cotangents, index, weights, targets, crop, spec):
+@functools.partial(jax.jit, static_argnames=("crop",), donate_argnames=("grad",))
+def _backprop(grad, x, origin, bounds, cotangents, index, problem, crop):
     start = (origin[0], origin[1], 0)
-    f = lambda c: _objective_parts(c, origin, bounds, weights, targets, spec)
+    f = lambda c: _objective_parts(c, origin, bounds, problem)
     _, vjp = jax.vjp(f, _window(x, origin, crop))
     (g,) = vjp(jax.tree.map(lambda a: a[index], cotangents))
     return jax.lax.dynamic_update_slice(grad, jax.lax.dynamic_slice(grad, start, g.shape) + g, start)
@@ -239,39 +238,33 @@ def _backprop(grad, x, origin, bounds, cotangents, index, weights, targets, crop
 
 # --- the objective from its parts -----------------------------------------------------------------
 
-def terms_from_parts(parts, x, targets, coef, spec) -> dict:
+def terms_from_parts(parts, x, problem) -> dict:
     """The weighted terms (content, style, tv, total) of the image ``x`` whose per-tile parts,
     stacked on a leading tile axis, these are."""
-    content = sum(
-        coef.content_layers[i] * losses.content_from_squared_error(jnp.sum(parts["content"][layer]),
-                                                                   targets.content[layer], spec.normalization)
-        for i, layer in enumerate(spec.content_layers)
-    )
-    style = sum(
-        coef.style_layers[i] * losses.style_loss_of_statistic(
-            combine_moments(parts["style"][layer], spec.style_loss, _positions(x.shape, layer)),
-            targets.style[layer], coef.blend, spec.normalization, spec.style_loss)
-        for i, layer in enumerate(spec.style_layers)
-    )
-    terms = {"content": coef.alpha * content, "style": coef.beta * style,
-             "tv": coef.tv * losses.tv_loss(x, spec.tv_kind)}
-    terms["total"] = terms["content"] + terms["style"] + terms["tv"]
-    return terms
+    spec, targets, coef = problem.spec, problem.targets, problem.coef
+    content = [losses.content_from_squared_error(jnp.sum(parts["content"][layer]), targets.content[layer],
+                                                 spec.normalization)
+               for layer in spec.content_layers]
+    style = [losses.style_loss_of_statistic(combine_moments(parts["style"][layer], spec.style_loss, _positions(x.shape, layer)),
+                                            targets.style[layer], coef.style_blend_weights, spec.normalization,
+                                            spec.style_loss)
+             for layer in spec.style_layers]
+    return objective.weighted_terms(content, style, x, coef, spec)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def _finish(parts, x, targets, coef, spec):
+@jax.jit
+def _finish(parts, x, problem):
     """Loss, every tile's cotangent, and the (local, whole-image) TV term's gradient, from pass 1."""
     def total(parts, x):
-        return terms_from_parts(parts, x, targets, coef, spec)["total"]
+        return terms_from_parts(parts, x, problem)["total"]
 
     value, (cotangents, grad_tv) = jax.value_and_grad(total, argnums=(0, 1))(stack(parts), x)
     return value, cotangents, grad_tv
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def _terms(parts, x, targets, coef, spec):
-    return terms_from_parts(stack(parts), x, targets, coef, spec)
+@jax.jit
+def _terms(parts, x, problem):
+    return terms_from_parts(stack(parts), x, problem)
 
 
 # Every call is waited on before the next is queued. On this 2-core machine (jax 0.10.2, XLA:CPU)
@@ -285,24 +278,24 @@ def _sync(value):
     return value
 
 
-def _parts(x, weights, targets, spec, plan: TilePlan) -> list:
-    return [_sync(_forward(x, origin, bounds, weights, targets, plan.crop, spec)) for origin, bounds in _tile_arrays(plan)]
+def _parts(x, problem, plan: TilePlan) -> list:
+    return [_sync(_forward(x, origin, bounds, problem, plan.crop)) for origin, bounds in _tile_arrays(plan)]
 
 
-def value_and_grad(x: jax.Array, weights, targets, coef, spec, plan: TilePlan):
-    """Loss and gradient of the objective at ``x`` ((H, W, 3)), tile by tile, exactly.
+def value_and_grad(x: jax.Array, problem, plan: TilePlan):
+    """Loss and gradient of ``objective.total_loss(x, problem)`` ((H, W, 3)), tile by tile, exactly.
 
     Runs ``2 x len(plan.tiles) + 1`` jitted calls, one at a time.
     """
-    value, cotangents, grad = _sync(_finish(_parts(x, weights, targets, spec, plan), x, targets, coef, spec))
+    value, cotangents, grad = _sync(_finish(_parts(x, problem, plan), x, problem))
     for index, (origin, bounds) in enumerate(_tile_arrays(plan)):
-        grad = _sync(_backprop(grad, x, origin, bounds, cotangents, np.int32(index), weights, targets, plan.crop, spec))
+        grad = _sync(_backprop(grad, x, origin, bounds, cotangents, np.int32(index), problem, plan.crop))
     return value, grad
 
 
-def loss_terms(x: jax.Array, weights, targets, coef, spec, plan: TilePlan) -> dict:
+def loss_terms(x: jax.Array, problem, plan: TilePlan) -> dict:
     """The weighted loss terms at ``x``, forward only, tile by tile."""
-    return _sync(_terms(_parts(x, weights, targets, spec, plan), x, targets, coef, spec))
+    return _sync(_terms(_parts(x, problem, plan), x, problem))
 
 
 # --- targets of images too large to evaluate whole ---------------------------------------------------

@@ -27,7 +27,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Mapping
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,13 +72,26 @@ TORCHVISION = Preprocessing(
 PREPROCESSINGS = {p.name: p for p in (CAFFE, TORCHVISION)}
 
 
-@flax.struct.dataclass
+@dataclass(frozen=True)
 class VGGWeights:
-    """VGG-19 parameters as a pytree (``params``) plus their preprocessing (static, not traced)."""
+    """VGG-19 parameters as a pytree (``params``, traced) plus their preprocessing (static).
+
+    ``sha256`` is provenance, kept on the object but outside the pytree (neither a leaf nor part of
+    the tree structure): two weight sets of the same shapes and preprocessing, such as a file and
+    its normalised copy, share every compiled program. Inside a jitted function it reads ``""``.
+    """
 
     params: dict  # {"conv1_1": {"kernel": (3, 3, Cin, Cout), "bias": (Cout,)}, …}
-    preprocessing: Preprocessing = flax.struct.field(pytree_node=False)
-    sha256: str = flax.struct.field(pytree_node=False, default="")
+    preprocessing: Preprocessing
+    sha256: str = ""
+
+
+jax.tree_util.register_pytree_with_keys(
+    VGGWeights,
+    lambda w: (((jax.tree_util.GetAttrKey("params"), w.params),), w.preprocessing),
+    lambda preprocessing, children: VGGWeights(children[0], preprocessing),
+    flatten_func=lambda w: ((w.params,), w.preprocessing),
+)
 
 
 def bundled_path() -> Path:
@@ -158,11 +170,6 @@ def params_from_tensors(tensors: Mapping[str, np.ndarray], scheme: str | None = 
             raise JaxstyleError(f"{name} holds NaN or infinite values; the weight file is damaged: fetch or convert it again")
         params[name] = {"kernel": np.ascontiguousarray(kernel), "bias": bias}
     return params
-
-
-def dequantise(tensors: Mapping[str, np.ndarray]) -> dict:
-    """Quantised tensors (``codes``, ``table``, ``bias``) → float32 ``{layer: {"kernel", "bias"}}``."""
-    return params_from_tensors(tensors, "quantised")
 
 
 def check_weight_path(path: str | os.PathLike) -> Path:

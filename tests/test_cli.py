@@ -98,7 +98,7 @@ def test_abbreviated_flags_are_refused_and_every_preset_value_can_be_undone(caps
     assert stop.value.code == 2 and "unrecognized arguments: --content-w" in capsys.readouterr().err
     parser = cli.build_parser()
     argv = ["c.png", "s.png", "-o", "o.png", "--preset", "paper", "--no-normalize-vgg", "--content-weight", "0.5"]
-    cfg = cli.config_from_args(parser.parse_args(argv), cli.given_options(parser, argv))
+    cfg = cli.config_from_args(parser.parse_args(argv), cli.given_options(argv))
     assert cfg == StyleConfig.paper(normalize_vgg=False, content_weight=0.5)
 
 

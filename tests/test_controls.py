@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageCms
 
 import jaxstyle
-from jaxstyle import JaxstyleError, StyleConfig, cli, color, image, losses, transfer
+from jaxstyle import JaxstyleError, StyleConfig, cli, color, image, losses, problem
 from jaxstyle.provenance import config_from_sidecar, sidecar_path
 
 from .conftest import smooth_image, stripes
@@ -33,10 +33,10 @@ def test_blend_weights_are_normalised_and_a_zero_weight_drops_a_style():
 
 def test_style_scale_resizes_each_style_relative_to_the_output():
     cfg = TINY.replace(style_scale=(0.5, 2.0))
-    a, b = transfer.styles_at([STYLE, OTHER], 48, cfg)
+    a, b = problem.styles_at([STYLE, OTHER], 48, cfg)
     assert a.shape == (24, 24, 3) and b.shape == (96, 96, 3)
     with pytest.raises(JaxstyleError, match="one or one per image"):
-        transfer.prepare(CONTENT, [STYLE], cfg)
+        problem.prepare(CONTENT, [STYLE], cfg)
     big = jaxstyle.stylize(CONTENT, STYLE, TINY.replace(style_scale=2.0)).image
     small = jaxstyle.stylize(CONTENT, STYLE, TINY).image
     assert np.abs(big - small).mean() > 0.01

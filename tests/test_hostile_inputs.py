@@ -2,6 +2,7 @@
 behaviour is asserted — exit code, one line naming the problem, no traceback, no output file,
 nothing else in the folder changed — or, where the input is legitimate, the right result."""
 
+import functools
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle import JaxstyleError, StyleConfig, cli, image, optimize, transfer
+from jaxstyle import JaxstyleError, StyleConfig, cli, image, optimize, problem, transfer
 from jaxstyle import weights as W
 from jaxstyle.sweep import MANIFEST, expand, read_manifest, run_sweep
 
@@ -310,11 +311,11 @@ def test_api_arrays_of_every_kind():
         with pytest.raises(JaxstyleError, match=match):
             image.image_array(np.asarray(bad) if not isinstance(bad, str) else np.asarray([bad]))
     config = StyleConfig(size=32, steps=1, style_layers="relu1_1", content_layers="relu1_1")
-    c8, _ = transfer.prepare(as_uint8, stripes(32, 32), config)
-    cf, _ = transfer.prepare(as_uint8 / 255.0, stripes(32, 32), config)
+    c8, _ = problem.prepare(as_uint8, stripes(32, 32), config)
+    cf, _ = problem.prepare(as_uint8 / 255.0, stripes(32, 32), config)
     assert np.allclose(c8, cf)
     with pytest.raises(JaxstyleError, match="must be a jaxstyle.StyleConfig"):
-        transfer.prepare(base, base, None)
+        problem.prepare(base, base, None)
 
 
 def test_api_paths_and_saving(folder):
@@ -345,9 +346,9 @@ def test_config_is_checked_at_construction_and_coerces_strings():
 def test_a_non_finite_loss_stops_the_run_at_its_step():
     """A loss that overflows (here by construction: exp of a large sum) stops the loop with the step,
     instead of finishing with a black image and exit 0."""
-    step = optimize.step_fn(lambda x, data: jnp.exp(jnp.sum(x) * data), "adam", "none")
+    step = functools.partial(optimize.step, loss_fn=lambda x, data: jnp.exp(jnp.sum(x) * data), kind="adam")
     x = jnp.full((4, 4, 3), 0.5)
-    state = optimize.state_initializer("adam", "none")(x)
+    state = optimize.init_state(x, kind="adam")
     config = StyleConfig(chunk=3)
     with pytest.raises(JaxstyleError, match="by step 3: the optimisation diverged"):
         transfer.run_steps(step, x, state, jnp.float32(0.1), jnp.float32(100.0), 5, config, offset=0)
@@ -360,7 +361,7 @@ def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(capsys, fol
     def broken(*args, **kwargs):
         raise RuntimeError("injected fault\nsecond line")
 
-    monkeypatch.setattr(transfer, "prepare", broken)
+    monkeypatch.setattr(problem, "prepare", broken)
     argv = [folder / "c.png", folder / "s.png", "-o", folder / "o.png"]
     line = refused(capsys, argv, folder, "internal error: RuntimeError: injected fault", code=1)
     assert "--debug" in line and "second line" not in line
@@ -373,7 +374,7 @@ def test_running_out_of_memory_is_one_line_with_the_fix(capsys, folder, monkeypa
     def exhausted(*args, **kwargs):
         raise fault
 
-    monkeypatch.setattr(transfer, "prepare", exhausted)
+    monkeypatch.setattr(problem, "prepare", exhausted)
     refused(capsys, [folder / "c.png", folder / "s.png", "-o", folder / "o.png"], folder,
             "out of memory; lower --size (or --style-scale), or set --max-memory")
 

@@ -54,7 +54,7 @@ def test_normalisation_floor_bounds_the_gain_of_rare_filters(weights):
     # On the bundled calibration images a relu3_1 filter has mean 0.14 (layer median 71) and a
     # relu5_1 one ~1e-11; unfloored, their gains reach 1e11 and one filter's Gram entries swamp
     # the style loss. With the floor no filter is amplified more than 10x the layer's typical gain.
-    from jaxstyle.transfer import calibration_images, network
+    from jaxstyle.problem import calibration_images, network
 
     calibration = calibration_images()
     raw = filter_means(weights, calibration, "avg")
@@ -83,7 +83,7 @@ def test_content_reconstructions_lose_detail_with_depth(weights):
 
 
 def test_textures_match_deeper_statistics_with_more_layers(weights):
-    cfg = StyleConfig.paper(size=48, steps=40, normalize_vgg=False)
+    cfg = StyleConfig.paper(size=48, steps=40, normalize_vgg=False, noise_scale=paper.TEXTURE_NOISE)
     one = paper.texture(STYLE, ("relu1_1",), cfg).image
     four = paper.texture(STYLE, ("relu1_1", "relu2_1", "relu3_1", "relu4_1"), cfg).image
     assert one.shape == (48, 48, 3)  # the painting's aspect, at config.size
@@ -136,7 +136,7 @@ def test_cli_reconstruct_texture_figure_and_loss_plot(tmp_path):
 def test_preset_paper_with_overrides(tmp_path):
     parser = cli.build_parser()
     argv = ["c.png", "s.png", "-o", "o.png", "--preset", "paper", "--steps", "7", "--pooling", "max"]
-    cfg = cli.config_from_args(parser.parse_args(argv), cli.given_options(parser, argv))
+    cfg = cli.config_from_args(parser.parse_args(argv), cli.given_options(argv))
     assert cfg == StyleConfig.paper(steps=7, pooling="max")
 
 
@@ -147,7 +147,7 @@ def test_loss_plot_draws_each_series():
 
 
 def test_noise_scale_sets_the_amplitude_of_the_noise_start(tmp_path, capsys):
-    from jaxstyle.transfer import initial_image
+    from jaxstyle.problem import initial_image
 
     content = np.zeros((20, 30, 3), np.float32)
     full = np.asarray(initial_image(StyleConfig(init="noise", seed=3), content))
@@ -176,5 +176,4 @@ def test_figure_ratio_and_texture_noise_reach_the_config(tmp_path, monkeypatch):
     cfg = seen["config"]
     assert cfg.content_weight / cfg.style_weight == pytest.approx(1e-4)
     assert (cfg.normalization, cfg.noise_scale) == ("area", StyleConfig.paper().noise_scale)
-    parser = cli.build_paper_parser("texture")
-    assert parser.parse_args(["p.png", "-o", "t.png"]).noise_scale == paper.TEXTURE_NOISE
+    assert cli.build_parser().parse_args(["texture", "p.png", "-o", "t.png"]).noise_scale == paper.TEXTURE_NOISE

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import jaxstyle
-from jaxstyle import JaxstyleError, StyleConfig, objective, tiling, transfer
+from jaxstyle import JaxstyleError, StyleConfig, objective, tiling
+from jaxstyle.problem import make_problem
 
 from .conftest import smooth_image, stripes
 
@@ -22,15 +23,15 @@ def problem(weights, kind, pooling, style_layers, content_layers=("relu3_2",), t
     cfg = StyleConfig(size=W, style_loss=kind, pooling=pooling, style_layers=style_layers,
                       content_layers=content_layers, tv_weight=0.3, style_blend_weights=(0.3, 0.7), **changes)
     styles = [stripes(120, 90), smooth_image(100, 130, 1.0)]
-    return transfer.make_objective(weights, smooth_image(H, W), styles, cfg, tiles)
+    return make_problem(weights, smooth_image(H, W), styles, cfg, tiles)
 
 
 def relative(a, b) -> float:
     return float(jnp.linalg.norm(jnp.ravel(a - b)) / jnp.linalg.norm(jnp.ravel(b)))
 
 
-def untiled(x, data):
-    return jax.block_until_ready(jax.jit(jax.value_and_grad(objective.total_loss), static_argnums=4)(x, *data))
+def untiled(x, problem):
+    return jax.block_until_ready(jax.jit(jax.value_and_grad(objective.total_loss))(x, problem))
 
 
 def test_receptive_radius_and_stride_follow_the_network():
@@ -65,13 +66,13 @@ def test_plan_cores_partition_the_image_and_crops_share_one_shape():
 def test_tiled_loss_and_gradient_equal_untiled(weights, pooling):
     data = problem(weights, "gram", pooling, LAYERS_4)
     x = jnp.asarray(smooth_image(H, W, 0.5))
-    plan = tiling.make_plan(H, W, 40, data[3].layers)
+    plan = tiling.make_plan(H, W, 40, data.spec.layers)
     assert plan.grid[0] >= 2 and plan.grid[1] >= 2
     value, grad = untiled(x, data)
-    tiled_value, tiled_grad = tiling.value_and_grad(x, *data, plan)
+    tiled_value, tiled_grad = tiling.value_and_grad(x, data, plan)
     assert abs(float(tiled_value - value)) / float(value) < 1e-4
     assert relative(tiled_grad, grad) < 1e-4
-    terms = tiling.loss_terms(x, *data, plan)
+    terms = tiling.loss_terms(x, data, plan)
     assert abs(float(terms["total"]) - float(value)) / float(value) < 1e-4
 
 
@@ -103,14 +104,14 @@ def test_a_halo_smaller_than_the_receptive_field_is_visibly_wrong(weights):
     data = problem(weights, "gram", "max", LAYERS_4)
     x = jnp.asarray(smooth_image(H, W, 0.5))
     value, grad = untiled(x, data)
-    plan = tiling.make_plan(H, W, 40, data[3].layers, halo=16)
-    tiled_value, tiled_grad = tiling.value_and_grad(x, *data, plan)
+    plan = tiling.make_plan(H, W, 40, data.spec.layers, halo=16)
+    tiled_value, tiled_grad = tiling.value_and_grad(x, data, plan)
     assert relative(tiled_grad, grad) > 1e-2
 
 
 def test_tiled_targets_equal_untiled(weights):
-    whole = problem(weights, "gram", "max", LAYERS_4[:3])[1]
-    tiled = problem(weights, "gram", "max", LAYERS_4[:3], tiles=tiling.make_plan(H, W, 16, LAYERS_4[:3]))[1]
+    whole = problem(weights, "gram", "max", LAYERS_4[:3]).targets
+    tiled = problem(weights, "gram", "max", LAYERS_4[:3], tiles=tiling.make_plan(H, W, 16, LAYERS_4[:3])).targets
     for layer in whole.content:
         assert relative(tiled.content[layer], whole.content[layer]) < 1e-5
     for a, b in zip(jax.tree.leaves(tiled.style), jax.tree.leaves(whole.style)):
@@ -171,16 +172,16 @@ def test_automatic_scales_spend_most_steps_coarse():
 MEASURE = """
 import json, resource, sys
 import jax, jax.numpy as jnp
-from jaxstyle import StyleConfig, load_bundled, tiling, transfer
+from jaxstyle import StyleConfig, load_bundled, problem, tiling
 size = int(sys.argv[1])
 # Shallow layers keep the test quick; what grows with the image is the same for any layers.
 cfg = StyleConfig(size=size, style_layers=("relu1_1", "relu2_1"), content_layers=("relu3_1",))
 h, w = size * 3 // 4, size
 content = jnp.linspace(0, 1, h * w * 3, dtype=jnp.float32).reshape(h, w, 3)
 style = jnp.flip(content[: h // 2, : w // 2], 0)
-plan = tiling.make_plan(h, w, 128, transfer.objective_spec(cfg).layers)
-data = transfer.make_objective(load_bundled(), content, [style], cfg, plan)
-value, grad = tiling.value_and_grad(0.9 * content, *data, plan)
+plan = tiling.make_plan(h, w, 128, problem.objective_spec(cfg).layers)
+data = problem.make_problem(load_bundled(), content, [style], cfg, plan)
+value, grad = tiling.value_and_grad(0.9 * content, data, plan)
 jax.block_until_ready(grad)
 print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "pixels": h * w,
                   "crop": plan.crop, "tiles": len(plan.tiles)}))

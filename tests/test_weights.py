@@ -44,7 +44,7 @@ def test_dequantised_params_have_vgg19_shapes(weights):
 def test_missing_layer_in_a_weight_file_is_named():
     tensors = {}
     with pytest.raises(W.JaxstyleError, match="conv1_1.codes"):
-        W.dequantise(tensors)
+        W.params_from_tensors(tensors, "quantised")
 
 
 def test_damaged_bundled_file_is_refused(tmp_path, monkeypatch):

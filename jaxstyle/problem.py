@@ -1,0 +1,253 @@
+"""One job → its optimisation problem: images loaded and checked, colour control, the images of each
+scale, the network, the starting image, and the :class:`objective.Problem` of each scale.
+
+Everything here runs once per job (or once per scale) in Python, before the compiled loop of
+``jaxstyle.transfer``; nothing here is in the hot loop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import color, losses, objective, optimize, tiling
+from . import image as image_io
+from .config import INITS, StyleConfig, layer_weights
+from .errors import JaxstyleError
+from .weights import VGGWeights, load_bundled
+
+ImageLike = Union[str, os.PathLike, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One style transfer to run: photo, painting(s) (paths or arrays) and options.
+
+    ``content`` may be ``None`` when the config has no content layers (texture synthesis): the
+    output then takes the first painting's aspect ratio. ``styles`` may be empty when it has no
+    style layers (content reconstruction).
+    """
+
+    content: ImageLike | None
+    styles: tuple
+    config: StyleConfig
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A job after loading: what the run loop needs of it, decoded once."""
+
+    content: np.ndarray  # (H, W, 3) at config.size, the photo (or a grey canvas for a texture)
+    styles: list  # the paintings as loaded (recoloured under colour control), resized per scale
+    start: np.ndarray | None  # the decoded --init image, if one was given
+    config: StyleConfig
+
+
+def _as_image(value: ImageLike, what: str) -> np.ndarray:
+    if isinstance(value, (str, bytes, os.PathLike)):
+        return image_io.load_image(value)
+    return image_io.image_array(value, what)
+
+
+def _check_size(shape: tuple[int, ...], config: StyleConfig, what: str) -> None:
+    if min(shape[:2]) < config.min_size:
+        raise JaxstyleError(
+            f"{what} is {shape[1]}x{shape[0]} px after resizing, too small for the layers used: "
+            f"each side must be at least {config.min_size} px; raise --size (or --style-scale) or use shallower layers"
+        )
+
+
+def prepare(content: ImageLike | None, styles: ImageLike | Sequence[ImageLike], config: StyleConfig):
+    """Load and check the images for ``config``.
+
+    Returns:
+      ``(content, styles)``: the content at ``config.size`` (long side, Lanczos) and the style
+      images as loaded (each is resized once per scale, from this original, when used). Raises if
+      any image is too small for the layers at the final scale.
+    """
+    if not isinstance(config, StyleConfig):
+        raise JaxstyleError(f"config must be a jaxstyle.StyleConfig, not {type(config).__name__}; e.g. StyleConfig(size=512)")
+    config.validate()
+    if isinstance(styles, (str, bytes, os.PathLike, np.ndarray)):
+        styles = [styles]
+    styles = list(styles)
+    if not styles and config.style_layers:
+        raise JaxstyleError("no style image given; pass at least one")
+    config.style_scales(len(styles))
+    config.blend(len(styles))
+    originals = [_as_image(s, "style image") for s in styles]
+    if content is None:  # texture synthesis: only the output's shape comes from the painting
+        if config.content_layers or not originals:
+            raise JaxstyleError("no content image given; pass one (only a texture, with no content layers, can do without)")
+        if config.init == "content" or config.color != "none":
+            raise JaxstyleError("without a content image the start must be noise (or an image) and --color none")
+        content_original = np.full(originals[0].shape, 0.5, np.float32)
+    else:
+        content_original = _as_image(content, "content image")
+    shape = image_io.long_side_shape(content_original.shape, config.size)
+    tile_plan(shape, config)  # refuses, before any resizing, a size that cannot fit even tiled
+    content_arr = image_io.resize_long_side(content_original, config.size)
+    _check_size(content_arr.shape, config, "the content image")
+    for k, (s, scale) in enumerate(zip(originals, config.style_scales(len(originals)))):
+        style_shape = image_io.long_side_shape(s.shape, max(1, round(config.size * scale)))
+        what = f"style image {k + 1}" + (f" ({styles[k]})" if not isinstance(styles[k], np.ndarray) else "")
+        _check_size(style_shape, config, what)
+        tiling.choose_plan(*style_shape, objective_spec(config).layers, max_memory=config.memory_budget,
+                           what=f"{what} at --style-scale {scale:g}")
+    return content_arr, originals
+
+
+def prepare_job(job: Job) -> Prepared:
+    """:func:`prepare`, colour control and the start image, each file decoded once."""
+    content, styles = prepare_colour(*prepare(job.content, job.styles, job.config), job.config)
+    start = None if job.config.init in INITS else image_io.load_image(job.config.init)
+    return Prepared(content, styles, start, job.config)
+
+
+def styles_at(styles: Sequence[np.ndarray], size: int, config: StyleConfig) -> list[np.ndarray]:
+    """Each style image at long side ``style_scale * size`` (Lanczos), from its original."""
+    scales = config.style_scales(len(styles))
+    return [image_io.resize_long_side(s, max(1, round(size * k))) for s, k in zip(styles, scales)]
+
+
+def initial_image(config: StyleConfig, content: np.ndarray, start: np.ndarray | None = None) -> jax.Array:
+    """The starting image: the photo, white noise from ``config.seed``, or the ``start`` image
+    (``config.init``'s file, decoded by :func:`prepare_job`; loaded here if not given)."""
+    if config.init == "content":
+        return jnp.asarray(content)
+    if config.init == "noise":
+        uniform = jax.random.uniform(jax.random.key(config.seed), content.shape, jnp.float32)
+        return uniform if config.noise_scale == 1 else 0.5 + config.noise_scale * (uniform - 0.5)
+    start = image_io.load_image(config.init) if start is None else start
+    return jnp.asarray(image_io.resize_exact(start, content.shape[:2]))
+
+
+_NORMALIZED: dict = {}  # (weights' sha256, pooling) -> the normalised weights: calibration costs seconds
+
+
+def calibration_images() -> list[np.ndarray]:
+    """The images the normalised network is calibrated on: the bundled examples, long side 224 px."""
+    from .examples import CONTENT, STYLE
+
+    return [image_io.load_image(p, 224) for p in (CONTENT, STYLE)]
+
+
+def network(config: StyleConfig, weights: VGGWeights | None = None) -> VGGWeights:
+    """The weights a run uses: given or bundled, normalised as in the paper if the config asks."""
+    weights = load_bundled() if weights is None else weights
+    if not config.normalize_vgg:
+        return weights
+    key = (weights.sha256, config.pooling)
+    if key not in _NORMALIZED:  # calibrate once per weights and pooling, on the bundled examples
+        from .normalize import normalize_vgg
+
+        _NORMALIZED[key] = normalize_vgg(weights, calibration_images(), config.pooling)
+    return _NORMALIZED[key]
+
+
+def prepare_colour(content: np.ndarray, styles: list[np.ndarray], config: StyleConfig):
+    """Colour control before optimising: recolour the paintings once, at full resolution."""
+    if config.color == "histogram":
+        styles = [color.match_histogram(s, content) for s in styles]
+    elif config.color == "luminance":
+        styles = [color.luminance_image(s, like=content) for s in styles]
+    return content, styles
+
+
+def finish_colour(image: np.ndarray, content: np.ndarray, config: StyleConfig) -> np.ndarray:
+    """Colour control after optimising: luminance transfer takes back the photo's chrominance."""
+    return color.recombine_luminance(image, content) if config.color == "luminance" else image
+
+
+def images_at(content: np.ndarray, styles: Sequence[np.ndarray], size: int, config: StyleConfig):
+    """The content (grey under luminance transfer) and styles for one scale, each resized once."""
+    content_k = image_io.resize_long_side(content, size)
+    if config.color == "luminance":
+        content_k = color.luminance_image(content_k)
+    return content_k, styles_at(styles, size, config)
+
+
+def objective_spec(config: StyleConfig) -> objective.ObjectiveSpec:
+    return objective.ObjectiveSpec(
+        content_layers=tuple(config.content_layers),
+        style_layers=tuple(config.style_layers),
+        pooling=config.pooling,
+        normalization=config.normalization,
+        tv_kind=config.tv_kind,
+        style_loss=config.style_loss,
+    )
+
+
+def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | None:
+    """How an image of ``shape`` is evaluated under ``config``: whole (``None``) or tiled."""
+    plan = tiling.choose_plan(shape[0], shape[1], objective_spec(config).layers, max_memory=config.memory_budget,
+                              tile=config.tile)
+    if plan is not None and config.style_loss == "wasserstein":
+        # The W2 statistics tile exactly (tiling.combine_moments), but on this project's CPU runtime
+        # (jax 0.10.2) the tiled W2 loss hung the process intermittently, idle, inside XLA.
+        raise JaxstyleError(
+            f"a {shape[1]}x{shape[0]} image needs the tiled evaluation, which does not yet support "
+            f"--style-loss wasserstein: use --style-loss gram, or a smaller --size (or --tile 0 to try untiled)"
+        )
+    if plan is not None and optimize.has_linesearch(config.optimizer, config.linesearch):
+        raise JaxstyleError(
+            f"a {shape[1]}x{shape[0]} image is evaluated tile by tile, and the L-BFGS line search "
+            f"{config.linesearch!r} cannot run tiled: use --linesearch none (the default), or --tile 0 if it fits in memory"
+        )
+    return plan
+
+
+def coefficients(config: StyleConfig, n_styles: int) -> objective.LossWeights:
+    """The traced weights of ``config``'s objective."""
+    return objective.LossWeights(
+        alpha=jnp.float32(config.content_weight),
+        beta=jnp.float32(config.style_weight),
+        tv=jnp.float32(config.tv_weight),
+        content_layer_weights=jnp.asarray(layer_weights(config.content_layer_weights, len(config.content_layers)), jnp.float32),
+        style_layer_weights=jnp.asarray(layer_weights(config.style_layer_weights, len(config.style_layers)), jnp.float32),
+        style_blend_weights=jnp.asarray(config.blend(n_styles), jnp.float32).reshape(n_styles),
+    )
+
+
+def make_problem(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig,
+                 tiles: tiling.TilePlan | None = None) -> objective.Problem:
+    """The :class:`objective.Problem` of these images (one scale's) under ``config``.
+
+    With a tile plan, the targets are computed crop by crop too (forward only), so a huge photo or
+    painting never needs its whole activations at once.
+    """
+    spec = objective_spec(config)
+    style_tiles = [tiles.tile if tiles is not None else _style_tile(s.shape, config) for s in styles]
+    if tiles is None and not any(style_tiles):
+        targets = objective.make_targets(weights, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec)
+    else:
+        if tiles is None:
+            content_target = objective.image_features(weights, jnp.asarray(content), spec.content_layers, spec.pooling)
+        else:
+            content_target = tiling.features(weights, jnp.asarray(content), spec.content_layers, spec.pooling, tiles.tile)
+        per_style = [
+            tiling.style_statistics(weights, jnp.asarray(s), spec.style_layers, spec.pooling, spec.style_loss, tile)
+            if tile else {layer: losses.style_statistic(f, spec.style_loss)
+                          for layer, f in objective.image_features(weights, jnp.asarray(s), spec.style_layers, spec.pooling).items()}
+            for s, tile in zip(styles, style_tiles)
+        ]
+        targets = objective.Targets(
+            content=content_target,
+            style={layer: objective.stack([p[layer] for p in per_style]) for layer in spec.style_layers},
+        )
+    return objective.Problem(weights, targets, coefficients(config, len(styles)), spec)
+
+
+def _style_tile(shape: tuple[int, ...], config: StyleConfig) -> int | None:
+    """Core size for a style image's statistics (forward only): ``None`` when it fits whole. A
+    painting at a large ``style_scale`` can need tiling while the output does not."""
+    if config.tile == 0:
+        return None
+    plan = tiling.choose_plan(shape[0], shape[1], objective_spec(config).layers, max_memory=config.memory_budget,
+                              what="a style image")
+    return None if plan is None else plan.tile
