@@ -70,7 +70,7 @@ def _ema(avg, x, decay):
 
 @jax.jit
 def _batched_terms(x, problem):
-    return jax.vmap(objective.loss_terms, in_axes=(0, objective.batch_axes(problem.spec)))(x, problem)
+    return optimize.over_batch(objective.loss_terms, (0, objective.batch_axes(problem.spec)), x, problem)
 
 
 class _Whole:

@@ -1,4 +1,6 @@
-"""Test settings: strict JAX so silent broadcasting bugs fail loudly; shared small fixtures.
+"""Test settings: strict JAX so silent broadcasting and dtype-promotion bugs fail loudly (in the
+processes the suite starts too: CLI subprocesses and notebook kernels read the same environment);
+shared small fixtures.
 
 Compiled programs persist on disk (JAX's compilation cache) for the whole suite and for the
 processes it starts (CLI subprocesses, notebook kernels inherit the environment): the same VGG
@@ -11,12 +13,15 @@ import tempfile
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), f"jaxstyle-tests-jax-cache-{os.getuid()}"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_NUMPY_RANK_PROMOTION", "raise")
+os.environ.setdefault("JAX_NUMPY_DTYPE_PROMOTION", "strict")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
 @pytest.fixture(scope="session")

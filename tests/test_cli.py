@@ -118,3 +118,10 @@ def test_rerun_from_a_sidecar_reproduces_the_image_bit_for_bit(tmp_path, capsys)
     assert cli.main(["rerun", str(tmp_path / "bad.json")]) == 2
     err = capsys.readouterr().err
     assert "is not a readable jaxstyle sidecar" in err and len(err.strip().splitlines()) == 1
+
+
+def test_weights_fetch_has_no_revision_flag(capsys):
+    """`weights fetch --revision` downloaded a revision that --weights could never load."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["weights", "fetch", "torchvision", "--revision", "abc"])
+    assert stop.value.code == 2 and "unrecognized arguments: --revision" in capsys.readouterr().err

@@ -177,3 +177,17 @@ def test_figure_ratio_and_texture_noise_reach_the_config(tmp_path, monkeypatch):
     assert cfg.content_weight / cfg.style_weight == pytest.approx(1e-4)
     assert (cfg.normalization, cfg.noise_scale) == ("area", StyleConfig.paper().noise_scale)
     assert cli.build_parser().parse_args(["texture", "p.png", "-o", "t.png"]).noise_scale == paper.TEXTURE_NOISE
+
+
+def test_texture_keeps_the_configs_noise_scale_and_needs_no_content_image():
+    """texture() used to override the config's noise_scale with its own keyword, and the paper
+    drivers passed stylize() a dummy image; now a texture has no content image at all."""
+    assert paper.texture_config(("relu1_1",), StyleConfig.paper(noise_scale=0.3)).noise_scale == 0.3
+    assert paper.texture_config(("relu1_1",)).noise_scale == paper.TEXTURE_NOISE
+    cfg = paper.texture_config(("relu1_1",), StyleConfig.paper(size=32, steps=2, normalize_vgg=False))
+    result = jaxstyle.stylize(None, STYLE, cfg)
+    assert result.image.shape[:2] == jaxstyle.image.long_side_shape(STYLE.shape, 32)
+    with pytest.raises(jaxstyle.JaxstyleError, match="no content image given"):
+        jaxstyle.stylize(None, STYLE, cfg.replace(content_layers=("relu2_2",)))
+    reconstruction = paper.reconstruct(CONTENT, "relu2_2", StyleConfig.paper(size=32, steps=2, normalize_vgg=False))
+    assert reconstruction.config.style_layers == () and np.isfinite(reconstruction.terms["total"])
