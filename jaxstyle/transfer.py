@@ -223,7 +223,7 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
     t_load = time.perf_counter()
     schedule = config.schedule()
     total_steps, done = sum(steps for _, steps in schedule), 0
-    histories, evaluations, first_step, x = [], 0, None, None
+    histories, evaluations, first_step, x, evaluator = [], 0, None, None, None
     for k, (size, steps) in enumerate(schedule):
         images = [images_at(p.content, p.styles, size, p.config) for p in prepared]
         tiles = tile_plan(images[0][0].shape, config)
@@ -231,12 +231,12 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
             raise ValueError("a tiled image runs alone: give run() one job (stylize_batch splits groups)")
         if tiles is not None and log is not None:
             log(tiles.describe())
-        evaluator = _Tiled(config, tiles) if tiles is not None else _Whole(config, devices)
+        previous, evaluator = evaluator, _Tiled(config, tiles) if tiles is not None else _Whole(config, devices)
         problem = evaluator.problem([make_problem(weights, c, s, p.config, tiles) for (c, s), p in zip(images, prepared)])
         if x is None:
             x = evaluator.stack([initial_image(p.config, c, p.start) for (c, _), p in zip(images, prepared)])
-        else:  # coarse to fine: upsample the previous result and continue from it
-            x = evaluator.stack([image_io.resize_exact(xi, c.shape[:2]) for xi, (c, _) in zip(evaluator.per_job(x), images)])
+        else:  # coarse to fine: upsample the previous result (split by the evaluator that made it) and go on
+            x = evaluator.stack([image_io.resize_exact(xi, c.shape[:2]) for xi, (c, _) in zip(previous.per_job(x), images)])
         lr = evaluator.stack([p.config.learning_rate for p in prepared])
 
         report = None
@@ -249,10 +249,10 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
                     values = jax.device_get(evaluator.terms(current, problem))
                     return {name: evaluator.per_job(v) for name, v in values.items()}
 
-                images = functools.cache(lambda: evaluator.per_job(current))
+                pixels = functools.cache(lambda: evaluator.per_job(current))
                 for b, loss_b in enumerate(evaluator.per_job(loss)):
                     callback(Progress(offset + i, total_steps, float(loss_b), time.perf_counter() - t_load,
-                                      image=lambda b=b: images()[b],
+                                      image=lambda b=b: pixels()[b],
                                       terms=lambda b=b: {name: float(v[b]) for name, v in terms().items()},
                                       scale=k, tiling=tiles.describe() if tiles is not None else "", job=b))
 

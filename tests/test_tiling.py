@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxstyle
-from jaxstyle import JaxstyleError, StyleConfig, objective, tiling
+from jaxstyle import JaxstyleError, StyleConfig, objective, tiling, transfer
 from jaxstyle.problem import make_problem
 
 from .conftest import smooth_image, stripes
@@ -229,3 +229,20 @@ def test_cli_says_when_it_tiles_and_writes_the_image(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "jaxstyle: tiled: 80x60 as 3x2 tiles of 32 px (+9 px halo" in err
     assert image.load_image(out).shape == (60, 80, 3)
+
+
+def test_coarse_scales_whole_then_the_final_scale_tiled(monkeypatch):
+    """Automatic multi-scale runs of huge images evaluate the coarse scales whole and the fine ones
+    tiled: the image passes from the batched layout to the tiled one between scales."""
+    real = transfer.tile_plan
+
+    def only_the_final_scale(shape, config):
+        return real(shape, config.replace(tile=32)) if max(shape[:2]) >= 96 else None
+
+    monkeypatch.setattr(transfer, "tile_plan", only_the_final_scale)
+    cfg = StyleConfig(size=96, steps=3, scales=2, scale_ratio=2.0, optimizer="adam", style_layers=LAYERS_4[:2],
+                      content_layers=("relu2_2",))
+    seen = []
+    result = jaxstyle.stylize(smooth_image(72, 96), stripes(40, 40), cfg, callback=lambda p: seen.append(p.tiling))
+    assert result.image.shape == (72, 96, 3) and len(result.history) == 6 and np.isfinite(result.terms["total"])
+    assert seen[0] == "" and seen[-1].startswith("tiled")
