@@ -166,7 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=None, help="jobs per compiled batch (default: what fits in memory)")
     s.add_argument("--weights", default=DEFAULT_WEIGHTS, help="as for the main command")
     s.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() and take this process's share of the jobs")
+                   help="one of several processes (jax.distributed): take this process's share of the jobs; under "
+                        "SLURM, Open MPI or a Cloud TPU slice JAX finds the others, else give the next three")
+    s.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="process 0's address (every process)")
+    s.add_argument("--num-processes", type=int, default=None, metavar="N", help="how many processes")
+    s.add_argument("--process-id", type=int, default=None, metavar="I", help="this process: 0 … N-1")
+    s.add_argument("--coordinator-timeout", type=int, default=300, metavar="S",
+                   help="seconds to wait for the coordinator and the other processes")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=run_sweep)
 
@@ -447,20 +453,18 @@ def run_weights_convert(args, argv) -> int:
 
 
 def run_sweep(args: argparse.Namespace, argv) -> int:
-    import jax
-
+    from . import cluster
     from .hub import load as load_weights
     from .sweep import run_sweep as sweep
 
     if args.batch is not None and args.batch < 1:
         raise JaxstyleError(f"--batch (={args.batch}) must be a positive number of jobs")
+    manual = (args.coordinator, args.num_processes, args.process_id)
+    if any(v is not None for v in manual) and not args.distributed:
+        raise JaxstyleError("--coordinator, --num-processes and --process-id belong to --distributed; add it")
+    processes = cluster.ALONE
     if args.distributed:
-        try:
-            jax.distributed.initialize()
-        except (ValueError, RuntimeError) as e:
-            raise JaxstyleError(
-                f"cannot start jax.distributed ({(str(e).splitlines() or [''])[0]}): run every process under a launcher that "
-                "JAX detects (SLURM, Open MPI, a Cloud TPU slice), or drop --distributed to run on this machine alone") from None
+        processes = cluster.start(args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
     bar = None
 
     def progress(done, total):  # the bar appears once the spec and the folder have been checked
@@ -476,7 +480,7 @@ def run_sweep(args: argparse.Namespace, argv) -> int:
 
     try:
         counts = sweep(args.spec, args.output, batch_size=args.batch, weights=load_weights(args.weights),
-                       progress=progress, process_index=jax.process_index(), process_count=jax.process_count())
+                       progress=progress, processes=processes)
     except KeyboardInterrupt:
         from .sweep import done_ids
 
@@ -487,8 +491,10 @@ def run_sweep(args: argparse.Namespace, argv) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(f"sweep: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed, "
-          f"{counts['groups']} compiled group(s); results in {args.output}", file=sys.stderr)
+    who = f" (process {processes.index} of {processes.count})" if processes.count > 1 else ""
+    print(f"sweep{who}: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed, "
+          f"{counts['groups']} compiled group(s); results in {args.output}"
+          + (f"; contact sheet {Path(counts['sheet']).name}" if counts.get("sheet") else ""), file=sys.stderr)
     return 1 if counts["failed"] else 0
 
 

@@ -32,7 +32,7 @@ def metadata(result, *, content, styles, weights_sha256: str, weights: str | Non
         "jaxlib": jaxlib.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "device": str(jax.devices()[0].device_kind),
+        "device": str(jax.local_devices()[0].device_kind),
         "weights": None if weights is None else str(weights),
         "weights_sha256": weights_sha256,
         "bit_depth": bit_depth,

@@ -34,7 +34,7 @@ from typing import Callable
 
 from . import batch as batching
 from . import image as image_io
-from . import interrupt
+from . import cluster, interrupt
 from .problem import prepare
 from .config import INITS, StyleConfig
 from .errors import JaxstyleError
@@ -43,6 +43,7 @@ CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(StyleConfig))
 JOB_KEYS = ("content", "style") + CONFIG_FIELDS
 SECTIONS = ("base", "grid", "zip")
 MANIFEST = "manifest.jsonl"
+PROCESS_MANIFEST = "manifest.p{}.jsonl"  # one per process of a distributed sweep, merged at the end
 SHEET = "contact_sheet.png"
 
 
@@ -153,27 +154,33 @@ def _job(values: dict, swept: tuple, root: Path, weights_sha256: str) -> SweepJo
     return SweepJob(hashlib.sha256(identity.encode()).hexdigest()[:16], content, styles, config, swept)
 
 
+def _manifests(outdir: Path) -> list[Path]:
+    """The merged manifest, then the per-process ones of a distributed run not merged yet."""
+    return [outdir / MANIFEST] + sorted(outdir.glob(PROCESS_MANIFEST.format("*")))
+
+
 def read_manifest(outdir: Path) -> dict[str, dict]:
-    """Finished or failed entries by job id; a torn last line (killed mid-write) is ignored."""
+    """Finished or failed entries by job id, from every manifest in the folder; a torn last line
+    (a writer killed mid-append) is ignored."""
     entries = {}
-    path = outdir / MANIFEST
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            entries[entry["id"]] = entry
+    for path in _manifests(outdir):
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                entries[entry["id"]] = entry
     return entries
 
 
-def _append(outdir: Path, entry: dict) -> None:
+def _append(path: Path, entry: dict) -> None:
     """Append one line; a torn last line (a crash mid-append) is first ended, so it stays one bad
     line that :func:`read_manifest` skips and this entry stays whole."""
     line = json.dumps(entry, sort_keys=True, default=str) + "\n"
-    with open(outdir / MANIFEST, "ab") as f:
+    with open(path, "ab") as f:
         if f.tell() > 0:
-            with open(outdir / MANIFEST, "rb") as r:
+            with open(path, "rb") as r:
                 r.seek(-1, os.SEEK_END)
                 if r.read(1) != b"\n":
                     line = "\n" + line
@@ -182,9 +189,22 @@ def _append(outdir: Path, entry: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _fail(outdir: Path, job: SweepJob, reason: str) -> None:
-    _append(outdir, {"id": job.id, "status": "failed", "reason": reason, "content": job.content,
-                     "styles": job.styles, "config": dataclasses.asdict(job.config)})
+def _merge_manifests(outdir: Path) -> None:
+    """Fold the per-process manifests into the one manifest (written atomically), then remove them.
+    Killed in between, the entries are in both places, and :func:`read_manifest` reads both."""
+    parts = _manifests(outdir)[1:]
+    if not parts:
+        return
+    entries = read_manifest(outdir)
+    text = "".join(json.dumps(e, sort_keys=True, default=str) + "\n" for e in entries.values())
+    image_io.atomic_write(outdir / MANIFEST, lambda tmp: Path(tmp).write_bytes(text.encode()))
+    for part in parts:
+        part.unlink()
+
+
+def _fail(manifest: Path, job: SweepJob, reason: str) -> None:
+    _append(manifest, {"id": job.id, "status": "failed", "reason": reason, "content": job.content,
+                       "styles": job.styles, "config": dataclasses.asdict(job.config)})
 
 
 def done_ids(outdir: Path) -> set[str]:
@@ -196,40 +216,60 @@ def done_ids(outdir: Path) -> set[str]:
     return ok
 
 
-def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_size: int | None = None,
-              weights=None, progress: Callable[[int, int], None] | None = None, process_index: int = 0,
-              process_count: int = 1) -> dict:
-    """Run (or resume) a sweep. Returns counts: total, skipped, done, failed, groups.
+def _output_folder(outdir, processes: cluster.Processes) -> Path:
+    """Check (and, in process 0, create and clean) the output folder; with several processes, check
+    that every one of them sees the same folder."""
+    outdir = image_io.as_path(outdir, "sweep output folder")
+    if processes.index == 0:
+        if outdir.exists() and not outdir.is_dir():
+            raise JaxstyleError(f"sweep output {str(outdir)!r} is a file, not a folder; name a new or existing folder")
+        if not outdir.is_dir():
+            if not outdir.parent.is_dir():
+                raise JaxstyleError(f"output folder's parent {str(outdir.parent)!r} does not exist; create it first")
+            image_io.check_writable(outdir, "sweep output")
+            outdir.mkdir()
+        image_io.check_writable(outdir / MANIFEST, "sweep manifest")
+        image_io.check_writable(outdir / SHEET, "contact sheet")
+        image_io.clean_stale_temps(outdir)  # only our own, left by a writer killed mid-write
+    if processes.count == 1:
+        return outdir
+    processes.barrier("jaxstyle sweep: folder ready")
+    mark = outdir / f".jaxstyle-process-{processes.index}"
+    if outdir.is_dir():
+        mark.write_text(str(processes.count))
+    processes.barrier("jaxstyle sweep: folder marked")
+    sees_all = all((outdir / f".jaxstyle-process-{i}").is_file() for i in range(processes.count))
+    shared = processes.all_true(sees_all)
+    mark.unlink(missing_ok=True)
+    if not shared:
+        raise JaxstyleError(f"the output folder {str(outdir)!r} is not shared by the {processes.count} processes "
+                            f"(process {processes.index} {'does' if sees_all else 'does not'} see every process's "
+                            "files there): put it on a filesystem every process mounts")
+    return outdir
 
-    With several processes (``jax.distributed``), process ``i`` of ``n`` takes every n-th job.
+
+def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_size: int | None = None,
+              weights=None, progress: Callable[[int, int], None] | None = None,
+              processes: cluster.Processes = cluster.ALONE) -> dict:
+    """Run (or resume) a sweep. Returns this process's counts: total, skipped, done, failed, groups
+    (and, where the contact sheet was drawn, its path under "sheet").
+
+    With several processes (``jaxstyle.cluster.start``), each runs the jobs :func:`cluster.assign`
+    gives it (whole compiled groups where possible), appends to its own manifest
+    (``manifest.p<i>.jsonl``: one writer per file, so lines never interleave, on any shared
+    filesystem) and, at the end, process 0 merges the manifests and draws the contact sheet.
     """
     from .weights import load_bundled
 
     weights = load_bundled() if weights is None else weights
     spec_path = Path(spec_path)
-    jobs = expand(load_spec(spec_path), spec_path.parent, weights.sha256)[process_index::process_count]
-    outdir = image_io.as_path(outdir, "sweep output folder")
-    if outdir.exists() and not outdir.is_dir():
-        raise JaxstyleError(f"sweep output {str(outdir)!r} is a file, not a folder; name a new or existing folder")
-    if not outdir.is_dir():
-        if not outdir.parent.is_dir():
-            raise JaxstyleError(f"output folder's parent {str(outdir.parent)!r} does not exist; create it first")
-        image_io.check_writable(outdir, "sweep output")
-        outdir.mkdir()
-    image_io.check_writable(outdir / MANIFEST, "sweep manifest")
-    image_io.check_writable(outdir / SHEET, "contact sheet")
-    image_io.clean_stale_temps(outdir)  # only our own, left by a writer killed mid-write
+    jobs = expand(load_spec(spec_path), spec_path.parent, weights.sha256)
+    outdir = _output_folder(outdir, processes)
+    manifest = outdir / (MANIFEST if processes.count == 1 else PROCESS_MANIFEST.format(processes.index))
     finished = done_ids(outdir)
-    todo = [j for j in jobs if j.id not in finished]
-    counts = {"total": len(jobs), "skipped": len(jobs) - len(todo), "done": 0, "failed": 0, "groups": 0}
 
-    def report():
-        if progress is not None:
-            progress(counts["skipped"] + counts["done"] + counts["failed"], counts["total"])
-
-    report()
-    runnable, decoded = [], {}  # each distinct file is decoded once, then shared by its jobs
-    for job in todo:  # unreadable or unusable images are failures of their job, not of the sweep
+    runnable, shapes, decoded, broken = [], [], {}, {}  # each distinct file is decoded once
+    for k, job in enumerate(jobs):  # unreadable or unusable images are failures of their job, not of the sweep
         try:
             content_key = (job.content, job.config.size)  # photos are kept at the job's size, not at full size
             if content_key not in decoded:
@@ -238,40 +278,61 @@ def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_
                 if path not in decoded:
                     decoded[path] = image_io.load_image(path)
             content, _ = prepare(decoded[content_key], [decoded[p] for p in job.styles], job.config)
-            runnable.append((job, content_key, content.shape))
+            runnable.append(k)
+            shapes.append(content.shape)
         except JaxstyleError as e:
-            _fail(outdir, job, f"{e} (job {job.id}: content {Path(job.content).name}, "
-                               f"style {', '.join(Path(p).name for p in job.styles)})")
+            broken[k] = (f"{e} (job {job.id}: content {Path(job.content).name}, "
+                         f"style {', '.join(Path(p).name for p in job.styles)})")
+    as_batch = [batching.Job(decoded[(jobs[k].content, jobs[k].config.size)],
+                             tuple(decoded[p] for p in jobs[k].styles), jobs[k].config) for k in runnable]
+    groups = batching.group_jobs(as_batch, shapes)
+    mine = set(cluster.assign(groups, processes.count)[processes.index])
+    mine_broken = [k for k in broken if k % processes.count == processes.index]
+    counts = {"total": len(mine) + len(mine_broken), "done": 0, "failed": 0, "groups": 0,
+              "skipped": sum(jobs[runnable[i]].id in finished for i in mine)
+                         + sum(jobs[k].id in finished for k in mine_broken)}
+
+    def report():
+        if progress is not None:
+            progress(counts["skipped"] + counts["done"] + counts["failed"], counts["total"])
+
+    report()
+    for k in mine_broken:
+        if jobs[k].id not in finished:
+            _fail(manifest, jobs[k], broken[k])
             counts["failed"] += 1
             report()
-    as_batch = [batching.Job(decoded[key], tuple(decoded[p] for p in j.styles), j.config) for j, key, _ in runnable]
-    shapes = [shape for _, _, shape in runnable]
-    runnable = [j for j, _, _ in runnable]
-    for group in batching.group_jobs(as_batch, shapes):
+    for group in groups:
+        todo = [i for i in group if i in mine and jobs[runnable[i]].id not in finished]
+        if not todo:
+            continue
         counts["groups"] += 1
         t0 = time.perf_counter()
 
-        def finished_one(i, result, group=group, t0=t0):
-            job = runnable[group[i]]
+        def finished_one(n, result, todo=todo, t0=t0):
+            job = jobs[runnable[todo[n]]]
             interrupt.check()
             if not all(math.isfinite(v) for v in result.terms.values()):
-                _fail(outdir, job, f"the loss became non-finite ({result.terms['total']}): the optimisation diverged; "
-                                   "lower lr or the weights")
+                _fail(manifest, job, f"the loss became non-finite ({result.terms['total']}): the optimisation diverged; "
+                                     "lower lr or the weights")
                 counts["failed"] += 1
                 report()
                 return
             image_io.save_image(result.image, outdir / job.filename)  # atomic
-            _append(outdir, {"id": job.id, "status": "ok", "image": job.filename, "content": job.content,
-                             "styles": job.styles, "swept": dict(job.swept), "config": dataclasses.asdict(job.config),
-                             "terms": result.terms, "wall_s": time.perf_counter() - t0,
-                             "batch_size": result.timings["batch_size"], "devices": result.timings["devices"],
-                             "weights_sha256": weights.sha256})
+            _append(manifest, {"id": job.id, "status": "ok", "image": job.filename, "content": job.content,
+                               "styles": job.styles, "swept": dict(job.swept), "config": dataclasses.asdict(job.config),
+                               "terms": result.terms, "wall_s": time.perf_counter() - t0,
+                               "batch_size": result.timings["batch_size"], "devices": result.timings["devices"],
+                               "process": processes.index, "weights_sha256": weights.sha256})
             counts["done"] += 1
             report()
 
-        batching.stylize_batch([as_batch[i] for i in group], weights=weights, batch_size=batch_size,
-                               on_result=finished_one, shapes=[shapes[i] for i in group])
-    write_sheet(jobs, outdir)
+        batching.stylize_batch([as_batch[i] for i in todo], weights=weights, batch_size=batch_size,
+                               on_result=finished_one, shapes=[shapes[i] for i in todo])
+    processes.barrier("jaxstyle sweep: all jobs done")
+    if processes.index == 0:
+        _merge_manifests(outdir)
+        counts["sheet"] = write_sheet(jobs, outdir)
     return counts
 
 

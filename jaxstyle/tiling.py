@@ -360,7 +360,7 @@ def style_statistics(weights, image: jax.Array, layers, pooling: str, kind: str,
 
 def _accelerator_stats() -> dict | None:
     """The default device's memory statistics when it reports a limit (GPU, TPU), else ``None``."""
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     return stats if stats and "bytes_limit" in stats else None
 
