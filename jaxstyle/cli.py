@@ -455,6 +455,7 @@ def run_weights_convert(args, argv) -> int:
 def run_sweep(args: argparse.Namespace, argv) -> int:
     from . import cluster
     from .hub import load as load_weights
+    from .sweep import SHEET
     from .sweep import run_sweep as sweep
 
     if args.batch is not None and args.batch < 1:
@@ -494,7 +495,8 @@ def run_sweep(args: argparse.Namespace, argv) -> int:
     who = f" (process {processes.index} of {processes.count})" if processes.count > 1 else ""
     print(f"sweep{who}: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed, "
           f"{counts['groups']} compiled group(s); results in {args.output}"
-          + (f"; contact sheet {Path(counts['sheet']).name}" if counts.get("sheet") else ""), file=sys.stderr)
+          + (f"; contact sheet {SHEET}" if processes.index == 0 and (Path(args.output) / SHEET).is_file() else ""),
+          file=sys.stderr)
     return 1 if counts["failed"] else 0
 
 

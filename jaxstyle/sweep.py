@@ -251,8 +251,7 @@ def _output_folder(outdir, processes: cluster.Processes) -> Path:
 def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_size: int | None = None,
               weights=None, progress: Callable[[int, int], None] | None = None,
               processes: cluster.Processes = cluster.ALONE) -> dict:
-    """Run (or resume) a sweep. Returns this process's counts: total, skipped, done, failed, groups
-    (and, where the contact sheet was drawn, its path under "sheet").
+    """Run (or resume) a sweep. Returns this process's counts: total, skipped, done, failed, groups.
 
     With several processes (``jaxstyle.cluster.start``), each runs the jobs :func:`cluster.assign`
     gives it (whole compiled groups where possible), appends to its own manifest
@@ -332,7 +331,7 @@ def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_
     processes.barrier("jaxstyle sweep: all jobs done")
     if processes.index == 0:
         _merge_manifests(outdir)
-        counts["sheet"] = write_sheet(jobs, outdir)
+        write_sheet(jobs, outdir)
     return counts
 
 

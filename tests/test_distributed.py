@@ -154,3 +154,29 @@ def test_assign_keeps_groups_whole_and_balances():
     split = cluster.assign([[0, 1, 2], [3], [4, 5, 6, 7, 8]], 3)
     assert sorted(j for part in split for j in part) == list(range(9)) and [len(p) for p in split] == [3, 3, 3]
     assert cluster.assign([[0]], 4) == [[0], [], [], []]
+
+
+def test_under_slurm_jax_finds_the_processes_itself(folder):
+    """The SLURM recipe (`srun … jaxstyle sweep … --distributed`), as far as one machine allows:
+    SLURM's environment simulated for two tasks on this host; no addresses or counts are given,
+    JAX derives them (coordinator port from the job id)."""
+    (folder / "spec.toml").write_text(SPEC.format(steps=2))
+    for job_id in np.random.default_rng(0).permutation(4096):  # JAX's port: 61440 + job id % 4096
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", 61440 + int(job_id)))
+                break
+            except OSError:
+                continue
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, SLURM_JOB_ID=str(job_id), SLURM_STEP_NODELIST="localhost", SLURM_NTASKS="2",
+                   SLURM_PROCID=str(i), SLURM_LOCALID=str(i), SLURM_STEP_NUM_NODES="1")
+        procs.append(subprocess.Popen([sys.executable, "-m", "jaxstyle", "sweep", str(folder / "spec.toml"), "-o",
+                                       str(folder / "out"), "--distributed", "--quiet"],
+                                      stderr=subprocess.PIPE, text=True, env=env))
+    errs = finish(procs)
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert any("process 1 of 2" in line for line in our_lines(errs[1]))
+    entries = [json.loads(line) for line in (folder / "out" / MANIFEST).read_text().splitlines()]
+    assert len(entries) == 8 and sorted(e["process"] for e in entries) == [0] * 4 + [1] * 4
