@@ -216,24 +216,36 @@ def done_ids(outdir: Path) -> set[str]:
     return ok
 
 
+def _create_folder(outdir: Path) -> None:
+    """Create the output folder if needed, check it can be written, remove our stale temp files."""
+    if outdir.exists() and not outdir.is_dir():
+        raise JaxstyleError(f"sweep output {str(outdir)!r} is a file, not a folder; name a new or existing folder")
+    if not outdir.is_dir():
+        if not outdir.parent.is_dir():
+            raise JaxstyleError(f"output folder's parent {str(outdir.parent)!r} does not exist; create it first")
+        image_io.check_writable(outdir, "sweep output")
+        outdir.mkdir()
+    image_io.check_writable(outdir / MANIFEST, "sweep manifest")
+    image_io.check_writable(outdir / SHEET, "contact sheet")
+    image_io.clean_stale_temps(outdir)  # only our own, left by a writer killed mid-write
+
+
 def _output_folder(outdir, processes: cluster.Processes) -> Path:
     """Check (and, in process 0, create and clean) the output folder; with several processes, check
     that every one of them sees the same folder."""
     outdir = image_io.as_path(outdir, "sweep output folder")
+    refused = None
     if processes.index == 0:
-        if outdir.exists() and not outdir.is_dir():
-            raise JaxstyleError(f"sweep output {str(outdir)!r} is a file, not a folder; name a new or existing folder")
-        if not outdir.is_dir():
-            if not outdir.parent.is_dir():
-                raise JaxstyleError(f"output folder's parent {str(outdir.parent)!r} does not exist; create it first")
-            image_io.check_writable(outdir, "sweep output")
-            outdir.mkdir()
-        image_io.check_writable(outdir / MANIFEST, "sweep manifest")
-        image_io.check_writable(outdir / SHEET, "contact sheet")
-        image_io.clean_stale_temps(outdir)  # only our own, left by a writer killed mid-write
+        try:
+            _create_folder(outdir)
+        except JaxstyleError as e:
+            refused = e
     if processes.count == 1:
+        if refused is not None:
+            raise refused
         return outdir
-    processes.barrier("jaxstyle sweep: folder ready")
+    if not processes.all_true(refused is None):  # every process ends, not only process 0
+        raise refused or JaxstyleError(f"process 0 could not prepare the output folder {str(outdir)!r}; see its message")
     mark = outdir / f".jaxstyle-process-{processes.index}"
     if outdir.is_dir():
         mark.write_text(str(processes.count))

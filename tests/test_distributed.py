@@ -138,6 +138,13 @@ def test_wrong_launches_end_with_one_line(folder):
     errs = finish(procs)
     assert [p.returncode for p in procs] == [2, 2]
     assert all("is not shared by the 2 processes" in our_lines(e)[-1] for e in errs), errs
+    # An output that process 0 refuses (a file): every process ends, none waits for the others.
+    (folder / "a_file").write_text("not a folder")
+    port = free_port()
+    procs = [start(folder, "a_file", i, 2, port) for i in range(2)]
+    errs = finish(procs, timeout=120)
+    assert [p.returncode for p in procs] == [2, 2]
+    assert "is a file, not a folder" in our_lines(errs[0])[-1] and "process 0 could not" in our_lines(errs[1])[-1]
     # A process started with another count than the coordinator's.
     port = free_port()
     procs = [start(folder, "out", 0, 2, port), start(folder, "out", 1, 3, port)]
