@@ -129,7 +129,7 @@ def test_sharded_over_four_host_devices_matches_one_device(images):
 
 
 def test_kill_minus_9_then_resume_loses_and_repeats_nothing(images):
-    spec = write_spec(images, SPEC.format(steps=40))
+    spec = write_spec(images, SPEC.format(steps=15))
     out = images / "out"
     proc = subprocess.Popen([sys.executable, "-m", "jaxstyle", "sweep", str(spec), "-o", str(out), "--batch", "1", "--quiet"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
