@@ -74,6 +74,15 @@ def resize_exact(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
+def resize_nearest(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize the first two axes of ``values`` to ``shape`` = (height, width) with nearest neighbour:
+    for label images and masks, whose values must never be blended."""
+    h, w = shape
+    rows = np.minimum(((np.arange(h) + 0.5) * values.shape[0] / h).astype(np.int64), values.shape[0] - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * values.shape[1] / w).astype(np.int64), values.shape[1] - 1)
+    return values[rows[:, None], cols[None, :]]
+
+
 def as_path(path, what: str = "path") -> Path:
     """A str, bytes or os.PathLike path as a Path; a JaxstyleError for anything else."""
     if isinstance(path, bytes):

@@ -1,0 +1,111 @@
+"""Region masks (Gatys et al. 2017, spatial control): label images, masks carried to each layer
+(downsampled or eroded, against NumPy references), guided Gram matrices."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxstyle import JaxstyleError, losses, masks, vgg
+from jaxstyle.image import resize_nearest
+
+from .conftest import smooth_image
+
+
+def label_image(h: int, w: int) -> np.ndarray:
+    """Three regions: a red disc on a blue ground with a white band at the bottom."""
+    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    out = np.zeros((h, w, 3), np.uint8)
+    out[...] = (0, 0, 255)
+    out[(i - h // 3) ** 2 + (j - w // 2) ** 2 < (h // 4) ** 2] = (255, 0, 0)
+    out[i >= h - h // 5] = (255, 255, 255)
+    return out
+
+
+def test_regions_follow_first_appearance_and_refuse_a_photo():
+    index, colours = masks.regions(label_image(40, 50))
+    assert colours == [(0, 0, 255), (255, 0, 0), (255, 255, 255)]  # blue appears first (row 0)
+    assert index[0, 0] == 0 and index[40 // 3, 25] == 1 and index[-1, 0] == 2
+    float_index, _ = masks.regions(label_image(40, 50) / 255.0)
+    np.testing.assert_array_equal(float_index, index)
+    with pytest.raises(JaxstyleError, match="was a photo passed by mistake"):
+        masks.regions(smooth_image(40, 50))
+
+
+def test_nearest_resize_never_blends_labels():
+    index, colours = masks.regions(label_image(40, 50))
+    m = masks.one_hot(index, len(colours), (23, 61))
+    assert m.shape == (3, 23, 61) and set(np.unique(m)) == {0.0, 1.0}
+    np.testing.assert_array_equal(m.sum(axis=0), 1.0)  # each pixel in exactly one region
+    np.testing.assert_array_equal(resize_nearest(index, index.shape), index)
+
+
+def test_guided_gram_with_all_ones_is_the_gram_and_a_partition_sums_to_it():
+    f = jnp.asarray(np.random.default_rng(0).normal(size=(9, 11, 6)), jnp.float32)
+    np.testing.assert_allclose(masks.guided_gram(f, jnp.ones((9, 11))), losses.gram(f), rtol=1e-5, atol=1e-6)
+    left = jnp.asarray(np.broadcast_to(np.arange(11) < 4, (9, 11)), jnp.float32)
+    parts = masks.guided_grams(f, jnp.stack([left, 1.0 - left]))
+    mass = jnp.stack([left.sum(), (1.0 - left).sum()]).reshape(2, 1, 1)
+    np.testing.assert_allclose(jnp.sum(mass * parts, axis=0) / (9 * 11), losses.gram(f), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(parts[0], parts[1])
+
+
+def _sizes(h: int, w: int, layer: str) -> list:
+    """(layer name, input height, input width) of every conv and pool up to ``layer``."""
+    steps = []
+    for name in vgg.LAYERS[: vgg.LAYERS.index(layer) + 1]:
+        if name.startswith("conv"):
+            steps.append(("conv", h, w))
+        elif name.startswith("pool"):
+            steps.append(("pool", h, w))
+            h, w = h // 2, w // 2
+    return steps
+
+
+def eroded_reference(mask: np.ndarray, layer: str) -> np.ndarray:
+    """Brute force: a position is in the region iff every image pixel of its receptive field is,
+    the field found by walking the network backwards (clipped to each map, as VGG's zero padding and
+    floor pooling do)."""
+    steps = _sizes(*mask.shape, layer)
+    h, w = mask.shape
+    for kind, _, _ in steps:
+        if kind == "pool":
+            h, w = h // 2, w // 2
+    out = np.zeros((h, w), np.float32)
+    for i in range(h):
+        for j in range(w):
+            (a, b), (c, d) = (i, i), (j, j)
+            for kind, hin, win in reversed(steps):
+                if kind == "conv":
+                    a, b, c, d = max(a - 1, 0), min(b + 1, hin - 1), max(c - 1, 0), min(d + 1, win - 1)
+                else:
+                    a, b, c, d = 2 * a, 2 * b + 1, 2 * c, 2 * d + 1
+            out[i, j] = mask[a:b + 1, c:d + 1].all()
+    return out
+
+
+@pytest.mark.parametrize("layer", ["relu1_1", "relu2_1", "pool2", "relu3_1", "relu4_1"])
+def test_eroded_masks_match_the_receptive_field_reference(layer):
+    index, colours = masks.regions(label_image(45, 53))  # sides that are not multiples of 16
+    m = masks.one_hot(index, len(colours))
+    got = np.asarray(masks.at_layers(m, [layer], "eroded")[layer])
+    for r in range(len(colours)):
+        np.testing.assert_array_equal(got[r], eroded_reference(m[r] > 0.5, layer))
+    assert got[1].sum() < (m[1] > 0).sum() / 4 ** vgg.pools_before(layer)  # eroded: smaller than its area
+
+
+def test_downsampled_masks_are_block_means():
+    index, colours = masks.regions(label_image(45, 53))
+    m = masks.one_hot(index, len(colours))
+    got = np.asarray(masks.at_layers(m, ["relu3_1"], "downsample")["relu3_1"])
+    ref = m[:, :44, :52].reshape(3, 11, 4, 13, 4).mean(axis=(2, 4))
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=0), 1.0, atol=1e-6)  # still a partition, with soft borders
+
+
+def test_a_region_eroded_away_is_refused():
+    index = np.zeros((64, 64), np.int32)
+    index[30:34, 30:34] = 1  # a 4x4 px region: gone by relu3_1 once eroded
+    m = masks.one_hot(index, 2)
+    masks.check_regions(masks.at_layers(m, ["relu3_1"], "downsample"), [(0, 0, 0), (9, 9, 9)])
+    with pytest.raises(JaxstyleError, match=r"region 2 \(colour \(9, 9, 9\)\) of the mask is empty at relu3_1"):
+        masks.check_regions(masks.at_layers(m, ["relu3_1"], "eroded"), [(0, 0, 0), (9, 9, 9)])
