@@ -3,6 +3,7 @@
     python bench/speed.py                 # 256 and 512 px, L-BFGS (three line searches) and Adam
     python bench/speed.py --sizes 512 --steps 10
     python bench/speed.py --configs lbfgs/none --layouts single batch1   # a batch of one vs one image
+    python bench/speed.py --configs lbfgs/none --regions 0 2               # guided Grams: 2 regions vs none
 
 Each row runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own. Columns:
   eval_s     one loss-and-gradient evaluation (jitted value_and_grad), median
@@ -43,7 +44,7 @@ def images():
     return CONTENT, STYLE
 
 
-def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str) -> dict:
+def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str, regions: int = 0) -> dict:
     import jax
     import jax.numpy as jnp
 
@@ -51,8 +52,22 @@ def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str) -> 
 
     content, style = images()
     cfg = StyleConfig(size=size, optimizer=optimizer, linesearch=linesearch)
+    found = None
+    if regions:  # vertical bands of the photo, each styled by the whole painting (jaxstyle.masks)
+        import tempfile
+
+        import numpy as np
+
+        from jaxstyle.image import save_image
+
+        labels = np.repeat(np.linspace(0, 1, regions)[np.arange(64) * regions // 64], 3).reshape(1, 64, 3)
+        path = os.path.join(tempfile.mkdtemp(), "bands.png")
+        save_image(np.broadcast_to(labels, (48, 64, 3)).astype(np.float32), path)
+        cfg = cfg.replace(content_mask=path)
     c, styles = problem.prepare(content, style, cfg)
-    data = problem.make_problem(load_bundled(), c, problem.styles_at(styles, cfg.size, cfg), cfg)
+    if regions:
+        found = problem.load_regions(cfg, c, styles)
+    data = problem.make_problem(load_bundled(), c, problem.styles_at(styles, cfg.size, cfg), cfg, regions=found)
 
     vg = jax.jit(jax.value_and_grad(objective.total_loss))
     x0 = jnp.asarray(c)
@@ -65,7 +80,8 @@ def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str) -> 
 
     batched = layout == "batch1"
     if batched:  # as transfer.run stacks one job
-        data = objective.Problem(data.weights, objective.stack([data.targets]), objective.stack([data.coef]), data.spec)
+        data = objective.Problem(data.weights, objective.stack([data.targets]), objective.stack([data.coef]), data.spec,
+                                 objective.stack([data.masks]))
         x0 = x0[None]
     lr = jnp.full(x0.shape[:1], cfg.learning_rate, jnp.float32) if batched else jnp.float32(cfg.learning_rate)
     axes = objective.batch_axes(data.spec) if batched else None
@@ -113,7 +129,7 @@ def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str) -> 
     return {
         "size": f"{c.shape[1]}x{c.shape[0]}",
         "optimizer": optimizer if optimizer == "adam" else f"lbfgs/{linesearch}",
-        "layout": layout,
+        "layout": layout if not regions else f"{layout}/{regions}r",
         "eval_s": statistics.median(evals),
         "iter_s": iter_s,
         "evals_per_iter": calls[0] / n_count,
@@ -131,24 +147,26 @@ def main() -> int:
     p.add_argument("--configs", nargs="+", default=[f"{o}/{l}" for o, l in CONFIGS], help="optimizer/linesearch")
     p.add_argument("--layouts", nargs="+", default=["batch1"], choices=("batch1", "single"),
                    help="batch1: the step as stylize() runs it; single: without the batch axis")
-    p.add_argument("--one", nargs=4, metavar=("SIZE", "OPT", "LS", "LAYOUT"), help=argparse.SUPPRESS)
+    p.add_argument("--regions", type=int, nargs="+", default=[0], help="region-mask counts to time (0: plain Gram)")
+    p.add_argument("--one", nargs=5, metavar=("SIZE", "OPT", "LS", "LAYOUT", "REGIONS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(one(int(args.one[0]), args.one[1], args.one[2], args.steps, args.one[3])))
+        print(json.dumps(one(int(args.one[0]), args.one[1], args.one[2], args.steps, args.one[3], int(args.one[4]))))
         return 0
-    header = f"{'size':>8} {'optimizer':<18} {'layout':<7} {'eval_s':>7} {'iter_s':>7} {'evals/it':>8} {'compile_s':>9} {'py_%':>5} {'peak_MB':>8}"
+    header = f"{'size':>8} {'optimizer':<18} {'layout':<10} {'eval_s':>7} {'iter_s':>7} {'evals/it':>8} {'compile_s':>9} {'py_%':>5} {'peak_MB':>8}"
     print(header)
     print("-" * len(header))
     for size in args.sizes:
-        for cfg, layout in [(c, l) for c in args.configs for l in args.layouts]:
+        for cfg, layout, regions in [(c, l, r) for c in args.configs for l in args.layouts for r in args.regions]:
             opt, ls = cfg.split("/")
-            out = subprocess.run([sys.executable, __file__, "--one", str(size), opt, ls, layout, "--steps", str(args.steps)],
+            out = subprocess.run([sys.executable, __file__, "--one", str(size), opt, ls, layout, str(regions),
+                                  "--steps", str(args.steps)],
                                  capture_output=True, text=True, env=os.environ)
             if out.returncode != 0:
-                print(f"{size:>8} {cfg:<18} {layout:<7} failed: {out.stderr.strip().splitlines()[-1]}")
+                print(f"{size:>8} {cfg:<18} {layout:<10} failed: {out.stderr.strip().splitlines()[-1]}")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{r['size']:>8} {r['optimizer']:<18} {r['layout']:<7} {r['eval_s']:7.3f} {r['iter_s']:7.3f} {r['evals_per_iter']:8.2f} "
+            print(f"{r['size']:>8} {r['optimizer']:<18} {r['layout']:<10} {r['eval_s']:7.3f} {r['iter_s']:7.3f} {r['evals_per_iter']:8.2f} "
                   f"{r['compile_s']:9.2f} {r['py_pct']:5.1f} {r['peak_mb']:8.0f}", flush=True)
     print(f"device: {r['device'] if 'r' in dir() else '?'}")
     return 0

@@ -77,7 +77,7 @@ def _one_or_more_floats(text: str) -> float | tuple[float, ...]:
 # How a StyleConfig field's annotation is read from the command line.
 _TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str,
           "tuple[str, ...]": _layers, "tuple[float, ...] | None": _floats,
-          "float | tuple[float, ...]": _one_or_more_floats}
+          "float | tuple[float, ...]": _one_or_more_floats, "str | None": str, "tuple[str, ...] | None": _layers}
 
 
 def _shown(value) -> str:
@@ -361,6 +361,9 @@ def render(job: Render) -> int:
     inputs = {"content image": job.content, **{f"style image {i + 1}": s for i, s in enumerate(job.styles)}}
     if config.init not in INITS:
         inputs["--init image"] = config.init
+    if config.content_mask is not None:
+        inputs["--content-mask"] = config.content_mask
+    inputs.update({f"style mask {i + 1}": m for i, m in enumerate(config.style_masks or ())})
     check_outputs(outputs, inputs)
     prepared = prepare_job(Job(job.content, job.styles, config))  # bad images fail before any work
     weights = load_weights(job.weights)  # stylize() normalises it if the config asks

@@ -16,7 +16,7 @@ MAX_SCALES = 16
 MAX_SIZE = 1 << 16  # 65536 px on the long side: about 3 gigapixels, 1.2 TB of image-sized state
 WEIGHT_LIMIT = 1e20  # a weight times a loss term must stay far inside float32's range
 _SEQUENCE_FIELDS = ("content_layers", "style_layers", "content_layer_weights", "style_layer_weights",
-                    "style_blend_weights")
+                    "style_blend_weights", "style_masks")
 AUTO_SCALES_ABOVE = 1024  # automatic coarse-to-fine (scales=0) above this long side
 AUTO_COARSEST = 512
 AUTO_MIN_STEPS = 10
@@ -80,6 +80,12 @@ class StyleConfig:
       style_blend_weights: one weight per style image, normalised to sum to one; ``None`` = equal.
       style_scale: size of each style image relative to the output (long side ``scale * size``): one
         number for all, or one per style image. Larger makes brush strokes larger.
+      content_mask: label image of the photo's regions (Gatys et al. 2017, spatial control): each
+        flat colour is a region, styled by the style regions of the same colour (``jaxstyle.masks``).
+      style_masks: one label image per style image (its regions); ``None`` = each painting whole,
+        for every region.
+      mask_propagation: ``"eroded"`` (default: a feature belongs to a region only if its whole
+        receptive field does, so no feature mixes regions) or ``"downsample"`` (block means).
       color: ``"none"``, ``"luminance"`` (style on luminance only, the photo's colours kept) or
         ``"histogram"`` (the painting recoloured to the photo's colour mean and covariance first);
         Gatys et al. 2017.
@@ -131,6 +137,14 @@ class StyleConfig:
                                                            "per_job", shown="equal")
     style_scale: float | tuple[float, ...] = option(1.0, "style image size relative to the output: one number, "
                                                     "or one per style image", "per_job")
+    content_mask: str | None = option(None, "label image of the photo's regions (each flat colour one region); "
+                                      "each region is styled by the style regions of the same colour", "shared",
+                                      metavar="PNG")
+    style_masks: tuple[str, ...] | None = option(None, "comma-separated label images, one per style image: the "
+                                                 "style regions (default: each painting whole, for every region)",
+                                                 "shared", metavar="PNG,…")
+    mask_propagation: str = option("eroded", "how masks reach each layer: eroded (no feature mixes two regions) "
+                                   "or downsample (soft borders)", "shared", choices=("eroded", "downsample"))
     color: str = option("none", "keep the photo's colours: luminance-only transfer or histogram matching", "per_job",
                         choices=color.COLORS)
     scales: int = option(0, "number of sizes, coarse to fine; 0 = automatic (coarse to fine above 1024 px)",
@@ -222,6 +236,15 @@ class StyleConfig:
                 raise JaxstyleError(f"`{name}` (={getattr(self, name)!r}) must be layer names, e.g. ('relu4_2',)")
         if not isinstance(self.init, str) or not self.init:
             raise JaxstyleError(f"`init` (={self.init!r}) must be {' or '.join(repr(i) for i in INITS)} or an image path")
+        for path in ((self.content_mask,) if self.content_mask is not None else ()) + (self.style_masks or ()):
+            if not isinstance(path, str) or not Path(path).is_file():
+                raise JaxstyleError(f"mask {path!r} is not an existing image file; check the path")
+        if self.style_masks is not None and self.content_mask is None:
+            raise JaxstyleError("`style_masks` need a `content_mask` (the photo's regions) to be assigned to")
+        if self.content_mask is not None and self.style_loss != "gram":
+            raise JaxstyleError("region masks work with --style-loss gram (guided Gram matrices); drop the masks or "
+                                "use gram")
+        _choice("mask_propagation", self.mask_propagation, ("eroded", "downsample"))
         if self.init not in INITS and not Path(self.init).is_file():
             raise JaxstyleError(f"`init` (={self.init!r}) is neither {' nor '.join(INITS)} nor an existing image file; "
                                 "check the path")

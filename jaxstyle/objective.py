@@ -16,7 +16,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from . import losses, vgg
+from . import losses, masks, vgg
 from .weights import VGGWeights
 
 
@@ -35,6 +35,7 @@ class ObjectiveSpec:
     normalization: losses.Normalization = "relative"
     tv_kind: str = "l2"
     style_loss: str = "gram"
+    regions: int = 0  # number of content regions (jaxstyle.masks); 0: one global Gram per layer
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -51,6 +52,7 @@ class LossWeights:
     content_layer_weights: jax.Array  # (len(spec.content_layers),)
     style_layer_weights: jax.Array  # (len(spec.style_layers),)
     style_blend_weights: jax.Array  # (S,) style-image weights, summing to one
+    region_blend: jax.Array  # (R, S) weights of the style images in each region (rows sum to one); (0, S) unguided
 
 
 @flax.struct.dataclass
@@ -58,7 +60,8 @@ class Targets:
     """What the image is pulled towards: the photo's features and the paintings' style statistics."""
 
     content: dict  # {layer: (H_l, W_l, C_l)}
-    style: dict  # {layer: losses.style_statistic of each painting, stacked: (S, C_l, C_l) Grams, …}
+    style: dict  # {layer: losses.style_statistic of each painting, stacked: (S, C_l, C_l) Grams, …;
+    #               with regions, each region's guided Gram of each painting: (R, S, C_l, C_l)}
 
 
 def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str], pooling: str = "max") -> dict:
@@ -116,11 +119,12 @@ class Problem:
     targets: Targets
     coef: LossWeights
     spec: ObjectiveSpec = flax.struct.field(pytree_node=False)
+    masks: dict = flax.struct.field(default_factory=dict)  # {style layer: (R, H_l, W_l)} region masks, or {}
 
 
 def batch_axes(spec: ObjectiveSpec) -> Problem:
-    """``vmap``'s ``in_axes`` for a stack of problems: weights shared, targets and coefficients per job."""
-    return Problem(weights=None, targets=0, coef=0, spec=spec)
+    """``vmap``'s ``in_axes`` for a stack of problems: weights shared, the rest per job."""
+    return Problem(weights=None, targets=0, coef=0, spec=spec, masks=0)
 
 
 def weighted_terms(content: Sequence[jax.Array], style: Sequence[jax.Array], x: jax.Array, coef: LossWeights,
@@ -142,10 +146,24 @@ def loss_terms(x: jax.Array, problem: Problem) -> dict:
     feats = image_features(problem.weights, x, spec.layers, spec.pooling)
     content = [losses.content_loss(feats[layer], targets.content[layer], spec.normalization)
                for layer in spec.content_layers]
-    style = [losses.style_loss(feats[layer], targets.style[layer], problem.coef.style_blend_weights,
-                               spec.normalization, spec.style_loss)
-             for layer in spec.style_layers]
+    if spec.regions:  # guided Grams (Gatys et al. 2017): each region against its own style regions
+        style = [_guided_style_loss(feats[layer], problem.masks[layer], targets.style[layer], problem.coef.region_blend,
+                                    spec.normalization)
+                 for layer in spec.style_layers]
+    else:
+        style = [losses.style_loss(feats[layer], targets.style[layer], problem.coef.style_blend_weights,
+                                   spec.normalization, spec.style_loss)
+                 for layer in spec.style_layers]
     return weighted_terms(content, style, x, problem.coef, spec)
+
+
+def _guided_style_loss(features, region_masks, targets, region_blend, normalization) -> jax.Array:
+    """One layer's style term with regions: the mean over regions of each region's guided Gram
+    against its paintings' regions (``targets`` (R, S, C, C), weights ``region_blend`` (R, S))."""
+    grams = masks.guided_grams(features, region_masks)  # (R, C, C)
+    per_region = jax.vmap(losses.style_loss_of_statistic, in_axes=(0, 0, 0, None))(grams, targets, region_blend,
+                                                                                  normalization)
+    return jnp.mean(per_region)
 
 
 def total_loss(x: jax.Array, problem: Problem) -> jax.Array:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import color, losses, objective, optimize, tiling
+from . import color, losses, masks, objective, optimize, tiling
 from . import image as image_io
 from .config import INITS, StyleConfig, layer_weights
 from .errors import JaxstyleError
@@ -46,6 +46,18 @@ class Prepared:
     styles: list  # the paintings as loaded (recoloured under colour control), resized per scale
     start: np.ndarray | None  # the decoded --init image, if one was given
     config: StyleConfig
+    regions: "Regions | None" = None  # the decoded region masks, if the config has a content mask
+
+
+@dataclass(frozen=True)
+class Regions:
+    """A job's region masks, decoded (``jaxstyle.masks``): index maps and the colour of each region."""
+
+    content: np.ndarray  # (H, W) int32 region of each pixel of the photo (at config.size)
+    colours: list  # (R,) colour of each content region
+    styles: list  # per style image: (H_s, W_s) index map at the painting's own size, or None (whole)
+    style_colours: list  # per style image: its regions' colours, or None
+    assigned: np.ndarray  # (R, S) bool: which paintings style each content region
 
 
 def _as_image(value: ImageLike, what: str) -> np.ndarray:
@@ -103,10 +115,41 @@ def prepare(content: ImageLike | None, styles: ImageLike | Sequence[ImageLike], 
 
 
 def prepare_job(job: Job) -> Prepared:
-    """:func:`prepare`, colour control and the start image, each file decoded once."""
+    """:func:`prepare`, colour control, the start image and the region masks, each file decoded once."""
     content, styles = prepare_colour(*prepare(job.content, job.styles, job.config), job.config)
     start = None if job.config.init in INITS else image_io.load_image(job.config.init)
-    return Prepared(content, styles, start, job.config)
+    return Prepared(content, styles, start, job.config, load_regions(job.config, content, styles))
+
+
+def _mask_index(path: str, shape: tuple[int, ...], what: str):
+    index, colours = masks.regions(image_io.load_image(path), f"{what} {path}")
+    if image_io.long_side_shape(index.shape, max(shape[:2])) != tuple(shape[:2]):
+        image_io.warn_once(f"the {what} {path} is {index.shape[1]}x{index.shape[0]}, its image {shape[1]}x{shape[0]}: "
+                           "resized to it (nearest neighbour), which stretches it")
+    return image_io.resize_nearest(index, shape[:2]), colours
+
+
+def load_regions(config: StyleConfig, content: np.ndarray, styles: Sequence[np.ndarray]) -> Regions | None:
+    """The region masks of a job (``None`` without ``content_mask``), checked: one style mask per
+    painting, every content region styled by at least one painting (same colour, or a painting
+    without a mask)."""
+    if config.content_mask is None:
+        return None
+    index, colours = _mask_index(config.content_mask, content.shape, "content mask")
+    style_masks = config.style_masks or (None,) * len(styles)
+    if len(style_masks) != len(styles):
+        raise JaxstyleError(f"{len(style_masks)} style masks for {len(styles)} style images; give one per style image")
+    indexes, style_colours = [], []
+    for path, s in zip(style_masks, styles):
+        found = (None, None) if path is None else _mask_index(path, s.shape, "style mask")
+        indexes.append(found[0])
+        style_colours.append(found[1])
+    assigned = np.array([[sc is None or c in sc for sc in style_colours] for c in colours], bool).reshape(len(colours), -1)
+    for r, c in enumerate(colours):
+        if not assigned[r].any():
+            raise JaxstyleError(f"region colour {c} of the content mask has no style: paint that colour in a style "
+                                "mask, or add a style image without a mask")
+    return Regions(index, colours, indexes, style_colours, assigned)
 
 
 def styles_at(styles: Sequence[np.ndarray], size: int, config: StyleConfig) -> list[np.ndarray]:
@@ -172,8 +215,9 @@ def images_at(content: np.ndarray, styles: Sequence[np.ndarray], size: int, conf
     return content_k, styles_at(styles, size, config)
 
 
-def objective_spec(config: StyleConfig) -> objective.ObjectiveSpec:
+def objective_spec(config: StyleConfig, regions: Regions | None = None) -> objective.ObjectiveSpec:
     return objective.ObjectiveSpec(
+        regions=0 if regions is None else len(regions.colours),
         content_layers=tuple(config.content_layers),
         style_layers=tuple(config.style_layers),
         pooling=config.pooling,
@@ -194,6 +238,9 @@ def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | 
             f"a {shape[1]}x{shape[0]} image needs the tiled evaluation, which does not yet support "
             f"--style-loss wasserstein: use --style-loss gram, or a smaller --size (or --tile 0 to try untiled)"
         )
+    if plan is not None and config.content_mask is not None:
+        raise JaxstyleError(f"a {shape[1]}x{shape[0]} image needs the tiled evaluation, which does not yet support "
+                            "region masks: drop --content-mask, or use a smaller --size (or --tile 0 to try untiled)")
     if plan is not None and optimize.has_linesearch(config.optimizer, config.linesearch):
         raise JaxstyleError(
             f"a {shape[1]}x{shape[0]} image is evaluated tile by tile, and the L-BFGS line search "
@@ -202,26 +249,37 @@ def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | 
     return plan
 
 
-def coefficients(config: StyleConfig, n_styles: int) -> objective.LossWeights:
-    """The traced weights of ``config``'s objective."""
+def coefficients(config: StyleConfig, n_styles: int, regions: Regions | None = None) -> objective.LossWeights:
+    """The traced weights of ``config``'s objective (with regions: each region's blend of the
+    paintings assigned to it, renormalised)."""
+    blend = np.asarray(config.blend(n_styles), np.float32).reshape(n_styles)
+    if regions is None:
+        region_blend = np.zeros((0, n_styles), np.float32)
+    else:
+        region_blend = regions.assigned * blend.reshape(1, -1)
+        region_blend = region_blend / np.maximum(region_blend.sum(axis=1, keepdims=True), 1e-12)
     return objective.LossWeights(
         alpha=jnp.float32(config.content_weight),
         beta=jnp.float32(config.style_weight),
         tv=jnp.float32(config.tv_weight),
         content_layer_weights=jnp.asarray(layer_weights(config.content_layer_weights, len(config.content_layers)), jnp.float32),
         style_layer_weights=jnp.asarray(layer_weights(config.style_layer_weights, len(config.style_layers)), jnp.float32),
-        style_blend_weights=jnp.asarray(config.blend(n_styles), jnp.float32).reshape(n_styles),
+        style_blend_weights=jnp.asarray(blend),
+        region_blend=jnp.asarray(region_blend, jnp.float32),
     )
 
 
 def make_problem(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig,
-                 tiles: tiling.TilePlan | None = None) -> objective.Problem:
+                 tiles: tiling.TilePlan | None = None, regions: Regions | None = None) -> objective.Problem:
     """The :class:`objective.Problem` of these images (one scale's) under ``config``.
 
     With a tile plan, the targets are computed crop by crop too (forward only), so a huge photo or
-    painting never needs its whole activations at once.
+    painting never needs its whole activations at once. With ``regions``, the style targets are
+    each region's guided Gram matrices (``jaxstyle.masks``).
     """
-    spec = objective_spec(config)
+    spec = objective_spec(config, regions)
+    if regions is not None:
+        return _guided_problem(weights, content, styles, config, spec, regions)
     style_tiles = [tiles.tile if tiles is not None else _style_tile(s.shape, config) for s in styles]
     if tiles is None and not any(style_tiles):
         targets = objective.make_targets(weights, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec)
@@ -241,6 +299,37 @@ def make_problem(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.n
             style={layer: objective.stack([p[layer] for p in per_style]) for layer in spec.style_layers},
         )
     return objective.Problem(weights, targets, coefficients(config, len(styles)), spec)
+
+
+def _guided_problem(weights, content, styles, config, spec, regions: Regions) -> objective.Problem:
+    """Targets with regions: for region r and painting k, the Gram of k's region of r's colour
+    (the whole painting if k has no mask; a placeholder of weight zero if k does not style r)."""
+    n = len(regions.colours)
+    layers = spec.style_layers
+    content_masks = masks.at_layers(masks.one_hot(regions.content, n, content.shape[:2]), layers, config.mask_propagation)
+    masks.check_regions(content_masks, regions.colours, "content mask")
+    per_style = []
+    for k, s in enumerate(styles):
+        feats = objective.image_features(weights, jnp.asarray(s), layers, spec.pooling)
+        whole = {layer: losses.gram(f) for layer, f in feats.items()}
+        if regions.styles[k] is None:
+            per_style.append({layer: jnp.stack([g] * n) for layer, g in whole.items()})
+            continue
+        index = image_io.resize_nearest(regions.styles[k], s.shape[:2])
+        lookup = [regions.style_colours[k].index(c) if c in regions.style_colours[k] else -1 for c in regions.colours]
+        own = np.stack([index == j for j in lookup]).astype(np.float32)  # (R, H, W); a row of zeros if absent
+        style_masks = masks.at_layers(own, layers, config.mask_propagation)
+        present = [r for r in range(n) if lookup[r] >= 0]
+        masks.check_regions({layer: m[np.asarray(present)] for layer, m in style_masks.items()},
+                            [regions.colours[r] for r in present], f"style mask {k + 1}")
+        per_style.append({layer: jnp.where(jnp.asarray(regions.assigned[:, k] & (np.asarray(lookup) >= 0)).reshape(n, 1, 1),
+                                           masks.guided_grams(feats[layer], style_masks[layer]), whole[layer])
+                          for layer in layers})
+    targets = objective.Targets(
+        content=objective.image_features(weights, jnp.asarray(content), spec.content_layers, spec.pooling),
+        style={layer: jnp.stack([p[layer] for p in per_style], axis=1) for layer in layers},  # (R, S, C, C)
+    )
+    return objective.Problem(weights, targets, coefficients(config, len(styles), regions), spec, content_masks)
 
 
 def _style_tile(shape: tuple[int, ...], config: StyleConfig) -> int | None:

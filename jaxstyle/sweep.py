@@ -142,6 +142,11 @@ def _job(values: dict, swept: tuple, root: Path, weights_sha256: str) -> SweepJo
     styles = tuple(_path(s, root, "style image") for s in (style if isinstance(style, list) else [style]))
     if isinstance(values.get("init"), str) and values["init"] not in INITS:  # a start image, relative to the spec
         values["init"] = _path(values["init"], root, "init image")
+    if isinstance(values.get("content_mask"), str):  # masks too
+        values["content_mask"] = _path(values["content_mask"], root, "content mask")
+    if isinstance(values.get("style_masks"), (str, list)):
+        masks = values["style_masks"] if isinstance(values["style_masks"], list) else values["style_masks"].split(",")
+        values["style_masks"] = [_path(m.strip(), root, "style mask") for m in masks]
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
         config = StyleConfig(**fields)

@@ -109,3 +109,35 @@ def test_a_region_eroded_away_is_refused():
     masks.check_regions(masks.at_layers(m, ["relu3_1"], "downsample"), [(0, 0, 0), (9, 9, 9)])
     with pytest.raises(JaxstyleError, match=r"region 2 \(colour \(9, 9, 9\)\) of the mask is empty at relu3_1"):
         masks.check_regions(masks.at_layers(m, ["relu3_1"], "eroded"), [(0, 0, 0), (9, 9, 9)])
+
+
+def _texture(h, w, colour_a, colour_b, period=6):
+    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    return np.where(((i + 2 * j) % period < period // 2)[..., None], np.array(colour_a), np.array(colour_b)).astype(np.float32)
+
+
+def test_two_regions_take_the_colours_of_their_own_paintings(tmp_path):
+    """Left half of the photo from a red painting, right half from a blue one: each half's mean
+    colour ends closer to its own painting's; without masks both halves get the same blend."""
+    import jaxstyle
+
+    h, w = 40, 64
+    content = np.full((h, w, 3), 0.5, np.float32) + 0.1 * smooth_image(h, w)
+    red, blue = _texture(48, 48, (0.9, 0.2, 0.1), (0.6, 0.1, 0.1)), _texture(48, 48, (0.1, 0.2, 0.9), (0.1, 0.1, 0.6))
+    labels = np.zeros((h, w, 3), np.uint8)
+    labels[:, w // 2:] = (255, 255, 255)
+    jaxstyle.save_image(labels / 255.0, tmp_path / "photo_mask.png")
+    jaxstyle.save_image(np.zeros((48, 48, 3), np.float32), tmp_path / "red_mask.png")  # all black: region 1
+    jaxstyle.save_image(np.ones((48, 48, 3), np.float32), tmp_path / "blue_mask.png")  # all white: region 2
+    cfg = jaxstyle.StyleConfig(size=w, steps=40, style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",),
+                               style_weight=100.0)
+    guided = cfg.replace(content_mask=str(tmp_path / "photo_mask.png"),
+                         style_masks=(str(tmp_path / "red_mask.png"), str(tmp_path / "blue_mask.png")))
+    out = jaxstyle.stylize(content, [red, blue], guided).image
+    plain = jaxstyle.stylize(content, [red, blue], cfg).image
+    left, right = out[:, : w // 2 - 4].mean(axis=(0, 1)), out[:, w // 2 + 4:].mean(axis=(0, 1))
+    red_mean, blue_mean = red.mean(axis=(0, 1)), blue.mean(axis=(0, 1))
+    assert np.linalg.norm(left - red_mean) < np.linalg.norm(left - blue_mean)
+    assert np.linalg.norm(right - blue_mean) < np.linalg.norm(right - red_mean)
+    plain_gap = np.linalg.norm(plain[:, : w // 2 - 4].mean(axis=(0, 1)) - plain[:, w // 2 + 4:].mean(axis=(0, 1)))
+    assert np.linalg.norm(left - right) > 4 * plain_gap, (np.linalg.norm(left - right), plain_gap)
