@@ -39,6 +39,16 @@ def smooth_image(h: int, w: int, phase: float = 0.0) -> np.ndarray:
     ).astype(np.float32)
 
 
+def write_sweep_images(folder):
+    """The photo c.png and the paintings s.png and s2.png that the sweep specs of the tests name."""
+    from jaxstyle import image
+
+    image.save_image(smooth_image(33, 44), folder / "c.png")
+    image.save_image(stripes(40, 40), folder / "s.png")
+    image.save_image(smooth_image(40, 40, 2.0), folder / "s2.png")
+    return folder
+
+
 def stripes(h: int, w: int) -> np.ndarray:
     """A strongly textured, colourful 'painting': diagonal stripes of saturated colour."""
     i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")

@@ -16,7 +16,7 @@ import pytest
 from jaxstyle import cluster, image
 from jaxstyle.sweep import MANIFEST, run_sweep
 
-from .conftest import smooth_image, stripes
+from .conftest import write_sweep_images
 
 # Two compiled groups of four jobs: one style, or a blend of two (the number of style images is
 # static); style weight and seed are traced.
@@ -37,10 +37,7 @@ seed = [0, 1]
 
 @pytest.fixture
 def folder(tmp_path):
-    image.save_image(smooth_image(24, 32), tmp_path / "c.png")
-    image.save_image(stripes(30, 30), tmp_path / "s.png")
-    image.save_image(smooth_image(30, 30, 2.0), tmp_path / "s2.png")
-    return tmp_path
+    return write_sweep_images(tmp_path)
 
 
 def free_port() -> int:

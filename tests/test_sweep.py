@@ -18,17 +18,14 @@ from jaxstyle import cli, image
 from jaxstyle.batch import Job, stylize_batch
 from jaxstyle.sweep import MANIFEST, expand, load_spec, run_sweep
 
-from .conftest import smooth_image, stripes
+from .conftest import smooth_image, stripes, write_sweep_images
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def images(tmp_path):
-    image.save_image(smooth_image(33, 44), tmp_path / "c.png")
-    image.save_image(stripes(40, 40), tmp_path / "s.png")
-    image.save_image(smooth_image(40, 40, 2.0), tmp_path / "s2.png")
-    return tmp_path
+    return write_sweep_images(tmp_path)
 
 
 def write_spec(folder, text, name="spec.toml"):
