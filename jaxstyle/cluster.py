@@ -33,12 +33,7 @@ class Processes:
 
     def all_true(self, flag: bool) -> bool:
         """Whether ``flag`` holds in every process (each process passes its own)."""
-        if self.count == 1:
-            return bool(flag)
-        import numpy as np
-        from jax.experimental import multihost_utils
-
-        return bool(np.all(multihost_utils.process_allgather(np.int32(bool(flag)))))
+        return all(self.gathered(int(bool(flag))))
 
     def gathered(self, value: int) -> list[int]:
         """Every process's ``value``, by process index."""

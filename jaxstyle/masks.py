@@ -123,10 +123,7 @@ def guided_gram(features: jax.Array, mask: jax.Array) -> jax.Array:
     Returns:
       (C, C). With ``mask`` all ones it is ``losses.gram(features)``.
     """
-    h, w, c = features.shape
-    f = features.reshape(h * w, c)
-    m = mask.reshape(h * w, 1)
-    return jnp.matmul((m * f).T, f, precision=jax.lax.Precision.HIGHEST) / jnp.maximum(jnp.sum(m), 1e-12)
+    return guided_grams(features, mask[None])[0]
 
 
 def guided_grams(features: jax.Array, masks: jax.Array) -> jax.Array:
