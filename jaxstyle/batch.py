@@ -17,7 +17,7 @@ from . import tiling
 from .config import StyleConfig, fields_of_kind
 from .errors import JaxstyleError
 from .image import long_side_shape
-from .problem import Job, prepare, tile_plan
+from .problem import Job, Prepared, prepare, prepare_job, tile_plan
 from .transfer import Result, run
 from .weights import VGGWeights
 
@@ -58,21 +58,22 @@ def _shapes(jobs: Sequence[Job]) -> list[tuple]:
     return [prepare(job.content, list(job.styles), job.config)[0].shape for job in jobs]
 
 
-def stylize_batch(jobs: Sequence[Job], *, weights: VGGWeights | None = None, batch_size: int | None = None,
+def stylize_batch(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, batch_size: int | None = None,
                   devices=None, on_result: Callable[[int, Result], None] | None = None,
                   shapes: Sequence[tuple] | None = None) -> list[Result]:
     """Run jobs that share static structure as vmapped, sharded batches of :func:`transfer.run`.
 
     Args:
-      jobs: jobs whose :func:`static_key` is equal (see :func:`group_jobs`).
+      jobs: jobs whose :func:`static_key` is equal (see :func:`group_jobs`), or the same loaded
+        (``problem.prepare_job``).
       weights: shared VGG-19 weights (default: bundled).
       batch_size: the most jobs per compiled batch; default :func:`auto_batch_size`. The jobs are
         split into batches of equal size (a multiple of the number of devices), padded by
         repeating a job, so that the group compiles once.
       devices: devices to shard the batch axis over (default: all local devices).
       on_result: called with ``(job index, Result)`` as soon as each batch finishes.
-      shapes: each job's content shape at its size, if the caller already knows it (a sweep);
-        otherwise the images are loaded to find it.
+      shapes: each job's content shape at its size, if the caller already knows it (a sweep, which
+        keeps only the decoded files, shared by its jobs); otherwise each job is loaded here, once.
 
     Returns:
       One :class:`Result` per job, in order.
@@ -80,7 +81,9 @@ def stylize_batch(jobs: Sequence[Job], *, weights: VGGWeights | None = None, bat
     if not jobs:
         return []
     devices = list(jax.local_devices() if devices is None else devices)
-    shapes = _shapes(jobs) if shapes is None else shapes
+    if shapes is None:  # load each job once, here: the run goes on from what was loaded
+        jobs = [job if isinstance(job, Prepared) else prepare_job(job) for job in jobs]
+        shapes = [job.content.shape for job in jobs]
     keys = {static_key(job.config, shape, len(job.styles)) for job, shape in zip(jobs, shapes)}
     if len(keys) > 1:
         raise JaxstyleError("jobs in one batch must share image shape, style count and static options; group them first")

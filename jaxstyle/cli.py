@@ -337,6 +337,8 @@ class Render:
     quiet: bool = False
     device: str | None = None
     argv: tuple | None = None
+    weights_sha256: str | None = None  # rerun: the hash the weights must still have
+    sidecar: str | None = None  # rerun: where that hash was recorded
 
 
 def render(job: Render) -> int:
@@ -367,6 +369,9 @@ def render(job: Render) -> int:
     check_outputs(outputs, inputs)
     prepared = prepare_job(Job(job.content, job.styles, config))  # bad images fail before any work
     weights = load_weights(job.weights)  # stylize() normalises it if the config asks
+    if job.weights_sha256 is not None and weights.sha256 != job.weights_sha256:
+        raise JaxstyleError(f"the weights {job.weights!r} no longer have the SHA-256 recorded in {job.sidecar}; "
+                            "restore the file the image was made with")
     with _device(job.device), _progress(config, job.quiet) as show:
         def callback(p):
             interrupt.check()
@@ -398,19 +403,16 @@ def render(job: Render) -> int:
 
 
 def run_rerun(args: argparse.Namespace, argv) -> int:
-    from .hub import load as load_weights
     from .provenance import read_sidecar
 
     meta = read_sidecar(args.sidecar)
     original = Path(str(args.sidecar)[: -len(".json")]) if str(args.sidecar).endswith(".json") else Path(args.sidecar)
     output = args.output or str(original.with_name(f"{original.stem}_rerun{original.suffix}"))
     weights = meta.get("weights") or DEFAULT_WEIGHTS
-    if load_weights(weights).sha256 != meta["weights_sha256"]:
-        raise JaxstyleError(f"the weights {weights!r} no longer have the SHA-256 recorded in {args.sidecar}; "
-                            "restore the file the image was made with")
     return render(Render(content=meta["content"], styles=tuple(meta["styles"]), output=output, config=meta["config"],
                          weights=weights, bit_depth=meta.get("bit_depth", 8), quiet=args.quiet, device=args.device,
-                         argv=tuple(str(a) for a in argv)))
+                         argv=tuple(str(a) for a in argv), weights_sha256=meta["weights_sha256"],
+                         sidecar=str(args.sidecar)))
 
 
 def run_weights_list(args, argv) -> int:

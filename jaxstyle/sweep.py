@@ -284,8 +284,12 @@ def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_
     manifest = outdir / (MANIFEST if processes.count == 1 else PROCESS_MANIFEST.format(processes.index))
     finished = done_ids(outdir)
 
+    # Alone, a finished job is not loaded again. Several processes load every job: the split of the
+    # work must come out the same in each, whatever each has finished.
+    loaded = [k for k, job in enumerate(jobs) if processes.count > 1 or job.id not in finished]
     runnable, shapes, decoded, broken = [], [], {}, {}  # each distinct file is decoded once
-    for k, job in enumerate(jobs):  # unreadable or unusable images are failures of their job, not of the sweep
+    for k in loaded:  # unreadable or unusable images are failures of their job, not of the sweep
+        job = jobs[k]
         try:
             content_key = (job.content, job.config.size)  # photos are kept at the job's size, not at full size
             if content_key not in decoded:
@@ -304,8 +308,9 @@ def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_
     groups = batching.group_jobs(as_batch, shapes)
     mine = set(cluster.assign(groups, processes.count)[processes.index])
     mine_broken = [k for k in broken if k % processes.count == processes.index]
-    counts = {"total": len(mine) + len(mine_broken), "done": 0, "failed": 0, "groups": 0,
-              "skipped": sum(jobs[runnable[i]].id in finished for i in mine)
+    not_loaded = len(jobs) - len(loaded)  # finished, alone
+    counts = {"total": len(mine) + len(mine_broken) + not_loaded, "done": 0, "failed": 0, "groups": 0,
+              "skipped": not_loaded + sum(jobs[runnable[i]].id in finished for i in mine)
                          + sum(jobs[k].id in finished for k in mine_broken)}
 
     def report():
