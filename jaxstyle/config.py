@@ -16,7 +16,8 @@ MAX_SCALES = 16
 MAX_SIZE = 1 << 16  # 65536 px on the long side: about 3 gigapixels, 1.2 TB of image-sized state
 WEIGHT_LIMIT = 1e20  # a weight times a loss term must stay far inside float32's range
 _SEQUENCE_FIELDS = ("content_layers", "style_layers", "content_layer_weights", "style_layer_weights",
-                    "style_blend_weights", "style_masks")
+                    "style_blend_weights", "style_masks", "mrf_layers")
+MAX_MRF_PATCH = 7
 AUTO_SCALES_ABOVE = 1024  # automatic coarse-to-fine (scales=0) above this long side
 AUTO_COARSEST = 512
 AUTO_MIN_STEPS = 10
@@ -76,7 +77,13 @@ class StyleConfig:
       style_layer_weights: one weight per style layer; ``None`` = equal, summing to one (w_l = 1/5).
       normalization: ``"relative"`` (each term divided by its target's squared norm) or
         ``"paper"`` (eqs. 1 and 4 literally); see ``jaxstyle.losses``.
-      style_loss: ``"gram"`` (the paper) or ``"wasserstein"`` (mean and covariance, W2).
+      style_loss: ``"gram"`` (the paper), ``"wasserstein"`` (mean and covariance, W2) or ``"mrf"``
+        (each output patch pulled to its nearest painting patch, Li & Wand 2016; ``jaxstyle.mrf``).
+      mrf_layers: the style term's layers under ``style_loss="mrf"`` (Li & Wand: relu3_1, relu4_1);
+        ``style_layers`` (and ``style_layer_weights``' length) then refer to these.
+      mrf_patch_size: side of the MRF patches in positions of the layer (3 in the paper).
+      mrf_stride: the painting's patches are taken every ``mrf_stride`` positions (the output's at
+        every position); 1 is the densest and slowest library.
       style_blend_weights: one weight per style image, normalised to sum to one; ``None`` = equal.
       style_scale: size of each style image relative to the output (long side ``scale * size``): one
         number for all, or one per style image. Larger makes brush strokes larger.
@@ -131,8 +138,13 @@ class StyleConfig:
                                                            shown="equal")
     normalization: losses.Normalization = option("relative", "loss normalisation (see Departures from the paper)",
                                                  "compiled", choices=losses.NORMALIZATIONS)
-    style_loss: str = option("gram", "gram (the paper) or wasserstein (mean and covariance)", "compiled",
-                             choices=losses.STYLE_LOSSES)
+    style_loss: str = option("gram", "gram (the paper), wasserstein (mean and covariance) or mrf (nearest "
+                             "patches, Li & Wand 2016, at --mrf-layers)", "compiled", choices=losses.STYLE_LOSSES)
+    mrf_layers: tuple[str, ...] = option(("relu3_1", "relu4_1"), "layers of the MRF style loss (--style-loss mrf; "
+                                         "--style-layers is for gram and wasserstein)", "compiled")
+    mrf_patch_size: int = option(3, "side of the MRF loss's neural patches, in positions of the layer", "compiled")
+    mrf_stride: int = option(2, "the painting's patches are taken every N positions (the output's at every one)",
+                             "compiled", metavar="N")
     style_blend_weights: tuple[float, ...] | None = option(None, "comma-separated, one per style image (normalised)",
                                                            "per_job", shown="equal")
     style_scale: float | tuple[float, ...] = option(1.0, "style image size relative to the output: one number, "
@@ -214,9 +226,18 @@ class StyleConfig:
         return optimize.DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
 
     @property
+    def style_term_layers(self) -> tuple[str, ...]:
+        """The layers of the style term: ``mrf_layers`` under the MRF loss, else ``style_layers``."""
+        return self.mrf_layers if self.style_loss == "mrf" else self.style_layers
+
+    @property
     def min_size(self) -> int:
-        """Smallest image side the requested layers allow (each pooling halves the map)."""
-        return vgg.min_image_size(self.content_layers + self.style_layers)
+        """Smallest image side the requested layers allow (each pooling halves the map; an MRF
+        layer needs a whole patch)."""
+        size = vgg.min_image_size(self.content_layers + self.style_term_layers)
+        if self.style_loss == "mrf" and self.mrf_layers:
+            size = max(size, self.mrf_patch_size * vgg.min_image_size(self.mrf_layers))
+        return size
 
     def validate(self) -> "StyleConfig":
         """Raise :class:`JaxstyleError` naming the first bad option, the value and the rule."""
@@ -231,7 +252,7 @@ class StyleConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 raise JaxstyleError(f"`{name}` (={value!r}) must be a sequence, e.g. a tuple or a comma-separated string")
-        for name in ("content_layers", "style_layers"):
+        for name in ("content_layers", "style_layers", "mrf_layers"):
             if not isinstance(getattr(self, name), tuple) or not all(isinstance(v, str) for v in getattr(self, name)):
                 raise JaxstyleError(f"`{name}` (={getattr(self, name)!r}) must be layer names, e.g. ('relu4_2',)")
         if not isinstance(self.init, str) or not self.init:
@@ -252,12 +273,18 @@ class StyleConfig:
             raise JaxstyleError(f"`seed` (={self.seed!r}) must be an integer of at most 64 bits, e.g. 0")
         if not isinstance(self.normalize_vgg, bool):
             raise JaxstyleError(f"`normalize_vgg` (={self.normalize_vgg!r}) must be True or False")
-        if not self.content_layers and not self.style_layers:
+        for name in ("mrf_patch_size", "mrf_stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MRF_PATCH:
+                raise JaxstyleError(f"`{name}` (={value!r}) must be an integer from 1 to {MAX_MRF_PATCH}, e.g. 3")
+        if not self.content_layers and not self.style_term_layers:
             raise JaxstyleError("no content or style layers given; name at least one, e.g. --style-layers relu1_1")
         if self.content_layers:  # empty: style only (texture synthesis, the paper's Fig. 1 top)
             vgg.check_layers(self.content_layers, "content layer")
         if self.style_layers:  # empty: content only (content reconstruction, Fig. 1 bottom)
             vgg.check_layers(self.style_layers, "style layer")
+        if self.mrf_layers:
+            vgg.check_layers(self.mrf_layers, "MRF layer")
         for name in ("size", "steps", "chunk") + (("scale_steps",) if self.scale_steps is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -274,7 +301,8 @@ class StyleConfig:
         if self.size < self.min_size:
             raise JaxstyleError(
                 f"`size` (={self.size}) is too small for layers down to "
-                f"{_deepest(self.content_layers + self.style_layers)}: use at least {self.min_size} px"
+                f"{_deepest(self.content_layers + self.style_term_layers)}"
+                f"{' (with MRF patches)' if self.style_loss == 'mrf' else ''}: use at least {self.min_size} px"
             )
         for name in ("content_weight", "style_weight", "tv_weight"):
             _non_negative(name, getattr(self, name))
@@ -299,7 +327,8 @@ class StyleConfig:
                 raise JaxstyleError("`style_blend_weights` sum to 0; give at least one positive weight")
         if self.lr is not None and not (_number(self.lr) and math.isfinite(self.lr) and 0 < self.lr <= FLOAT32_MAX):
             raise JaxstyleError(f"`lr` (={self.lr}) must be a positive number")
-        for name, layers in (("content_layer_weights", self.content_layers), ("style_layer_weights", self.style_layers)):
+        for name, layers in (("content_layer_weights", self.content_layers),
+                             ("style_layer_weights", self.style_term_layers)):
             weights = getattr(self, name)
             if weights is None:
                 continue

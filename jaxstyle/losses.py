@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 Normalization = Literal["relative", "paper", "area"]
 NORMALIZATIONS = ("relative", "paper", "area")
-STYLE_LOSSES = ("gram", "wasserstein")
+STYLE_LOSSES = ("gram", "wasserstein", "mrf")  # mrf: jaxstyle.mrf (Li & Wand 2016)
 TV_KINDS = ("l2", "l1")
 _EPS = 1e-8
 

@@ -127,16 +127,22 @@ def guided_gram(features: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def guided_grams(features: jax.Array, masks: jax.Array) -> jax.Array:
-    """:func:`guided_gram` of each region (masks (R, H, W)): (R, C, C), as one matrix product.
+    """:func:`guided_gram` of each region (masks (R, H, W)): (R, C, C)."""
+    m = masks.reshape(masks.shape[0], -1)
+    return guided_sums(features, masks) / jnp.maximum(jnp.sum(m, axis=1), 1e-12).reshape(-1, 1, 1)
 
-    ``[m_1 F | … | m_R F]^T F`` is a single (R*C, M) x (M, C) product: ``jax.vmap`` of
-    :func:`guided_gram` over the masks made XLA:CPU broadcast F per region into a batched product,
-    and an evaluation with two regions took 4x one without (bench/speed.py --regions 0 2, 256 px).
+
+def guided_sums(features: jax.Array, masks: jax.Array) -> jax.Array:
+    """``F^T diag(m_r) F`` of each region (masks (R, H, W)), unnormalised: (R, C, C), as one matrix
+    product (the tiled evaluation sums these over tiles).
+
+    ``[m_1 F | … | m_R F]^T F`` is a single (R*C, M) x (M, C) product: ``jax.vmap`` over the masks
+    made XLA:CPU broadcast F per region into a batched product, and an evaluation with two regions
+    took 4x one without (bench/speed.py --regions 0 2, 256 px).
     """
     h, w, c = features.shape
     r = masks.shape[0]
     f = features.reshape(h * w, c)
     m = masks.reshape(r, h * w).T  # (M, R)
     weighted = (m[:, :, None] * f[:, None, :]).reshape(h * w, r * c)  # (M, R*C)
-    grams = jnp.matmul(weighted.T, f, precision=jax.lax.Precision.HIGHEST).reshape(r, c, c)
-    return grams / jnp.maximum(jnp.sum(m, axis=0), 1e-12).reshape(r, 1, 1)
+    return jnp.matmul(weighted.T, f, precision=jax.lax.Precision.HIGHEST).reshape(r, c, c)

@@ -16,7 +16,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from . import losses, masks, vgg
+from . import losses, masks, mrf, vgg
 from .weights import VGGWeights
 
 
@@ -36,6 +36,8 @@ class ObjectiveSpec:
     tv_kind: str = "l2"
     style_loss: str = "gram"
     regions: int = 0  # number of content regions (jaxstyle.masks); 0: one global Gram per layer
+    mrf_patch: int = 3  # side of the MRF loss's patches (style_loss "mrf", jaxstyle.mrf)
+    mrf_stride: int = 2  # the painting's patches are taken every mrf_stride positions
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -60,8 +62,8 @@ class Targets:
     """What the image is pulled towards: the photo's features and the paintings' style statistics."""
 
     content: dict  # {layer: (H_l, W_l, C_l)}
-    style: dict  # {layer: losses.style_statistic of each painting, stacked: (S, C_l, C_l) Grams, …;
-    #               with regions, each region's guided Gram of each painting: (R, S, C_l, C_l)}
+    style: dict  # {layer: style_statistic of each painting, stacked: (S, C_l, C_l) Grams, W2 moments or an
+    #               mrf.PatchLibrary (S, N, P); with regions, each region's guided Gram of each painting: (R, S, C_l, C_l)}
 
 
 def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str], pooling: str = "max") -> dict:
@@ -90,19 +92,28 @@ def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str],
 
 
 def stack(trees):
-    """Pytrees of equal structure stacked leaf by leaf on a new leading axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+    """Pytrees of equal structure stacked leaf by leaf on a new leading axis (MRF patch libraries of
+    different lengths padded to the longest, ``mrf.stack``)."""
+    def leaves(*xs):
+        return mrf.stack(xs) if isinstance(xs[0], mrf.PatchLibrary) else jnp.stack(xs)
+
+    return jax.tree.map(leaves, *trees, is_leaf=lambda v: isinstance(v, mrf.PatchLibrary))
+
+
+def style_statistic(features: jax.Array, spec: ObjectiveSpec):
+    """What the style loss of ``spec`` compares of one painting's layer: its Gram matrix, its W2
+    moments (``losses.style_statistic``) or its MRF patch library (``mrf.library``)."""
+    if spec.style_loss == "mrf":
+        return mrf.library(features, spec.mrf_patch, spec.mrf_stride)
+    return losses.style_statistic(features, spec.style_loss)
 
 
 @jax.jit
 def make_targets(weights: VGGWeights, content: jax.Array, styles: Sequence[jax.Array], spec: ObjectiveSpec) -> Targets:
     """Content features and stacked style statistics (jitted). Style images may differ in size."""
     content_feats = image_features(weights, content, spec.content_layers, spec.pooling)
-    per_style = [
-        {k: losses.style_statistic(v, spec.style_loss)
-         for k, v in image_features(weights, s, spec.style_layers, spec.pooling).items()}
-        for s in styles
-    ]
+    per_style = [{k: style_statistic(v, spec) for k, v in image_features(weights, s, spec.style_layers, spec.pooling).items()}
+                 for s in styles]
     style = {layer: stack([p[layer] for p in per_style]) for layer in spec.style_layers}
     return Targets(content=content_feats, style=style)
 
@@ -147,8 +158,12 @@ def loss_terms(x: jax.Array, problem: Problem) -> dict:
     content = [losses.content_loss(feats[layer], targets.content[layer], spec.normalization)
                for layer in spec.content_layers]
     if spec.regions:  # guided Grams (Gatys et al. 2017): each region against its own style regions
-        style = [_guided_style_loss(feats[layer], problem.masks[layer], targets.style[layer], problem.coef.region_blend,
-                                    spec.normalization)
+        style = [guided_style_loss(masks.guided_grams(feats[layer], problem.masks[layer]), targets.style[layer],
+                                   problem.coef.region_blend, spec.normalization)
+                 for layer in spec.style_layers]
+    elif spec.style_loss == "mrf":  # Li & Wand 2016: each output patch against its nearest painting patch
+        style = [mrf.layer_loss(feats[layer], targets.style[layer], problem.coef.style_blend_weights, spec.mrf_patch,
+                                spec.normalization)
                  for layer in spec.style_layers]
     else:
         style = [losses.style_loss(feats[layer], targets.style[layer], problem.coef.style_blend_weights,
@@ -157,10 +172,10 @@ def loss_terms(x: jax.Array, problem: Problem) -> dict:
     return weighted_terms(content, style, x, problem.coef, spec)
 
 
-def _guided_style_loss(features, region_masks, targets, region_blend, normalization) -> jax.Array:
+def guided_style_loss(grams: jax.Array, targets: jax.Array, region_blend: jax.Array, normalization) -> jax.Array:
     """One layer's style term with regions: the mean over regions of each region's guided Gram
-    against its paintings' regions (``targets`` (R, S, C, C), weights ``region_blend`` (R, S))."""
-    grams = masks.guided_grams(features, region_masks)  # (R, C, C)
+    (``grams`` (R, C, C), ``masks.guided_grams``, whole or tiled) against its paintings' regions
+    (``targets`` (R, S, C, C), weights ``region_blend`` (R, S))."""
     per_region = jax.vmap(losses.style_loss_of_statistic, in_axes=(0, 0, 0, None))(grams, targets, region_blend,
                                                                                   normalization)
     return jnp.mean(per_region)

@@ -88,7 +88,7 @@ def prepare(content: ImageLike | None, styles: ImageLike | Sequence[ImageLike], 
     if isinstance(styles, (str, bytes, os.PathLike, np.ndarray)):
         styles = [styles]
     styles = list(styles)
-    if not styles and config.style_layers:
+    if not styles and config.style_term_layers:
         raise JaxstyleError("no style image given; pass at least one")
     config.style_scales(len(styles))
     config.blend(len(styles))
@@ -219,18 +219,22 @@ def objective_spec(config: StyleConfig, regions: Regions | None = None) -> objec
     return objective.ObjectiveSpec(
         regions=0 if regions is None else len(regions.colours),
         content_layers=tuple(config.content_layers),
-        style_layers=tuple(config.style_layers),
+        style_layers=tuple(config.style_term_layers),
         pooling=config.pooling,
         normalization=config.normalization,
         tv_kind=config.tv_kind,
         style_loss=config.style_loss,
+        mrf_patch=config.mrf_patch_size,
+        mrf_stride=config.mrf_stride,
     )
 
 
 def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | None:
     """How an image of ``shape`` is evaluated under ``config``: whole (``None``) or tiled."""
-    plan = tiling.choose_plan(shape[0], shape[1], objective_spec(config).layers, max_memory=config.memory_budget,
-                              tile=config.tile)
+    spec = objective_spec(config)
+    margin = tiling.mrf_margin(spec.style_layers, spec.mrf_patch) if spec.style_loss == "mrf" else 0
+    plan = tiling.choose_plan(shape[0], shape[1], spec.layers, max_memory=config.memory_budget, tile=config.tile,
+                              margin=margin)
     if plan is not None and config.style_loss == "wasserstein":
         # The W2 statistics tile exactly (tiling.combine_moments), but on this project's CPU runtime
         # (jax 0.10.2) the tiled W2 loss hung the process intermittently, idle, inside XLA.
@@ -238,9 +242,6 @@ def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | 
             f"a {shape[1]}x{shape[0]} image needs the tiled evaluation, which does not yet support "
             f"--style-loss wasserstein: use --style-loss gram, or a smaller --size (or --tile 0 to try untiled)"
         )
-    if plan is not None and config.content_mask is not None:
-        raise JaxstyleError(f"a {shape[1]}x{shape[0]} image needs the tiled evaluation, which does not yet support "
-                            "region masks: drop --content-mask, or use a smaller --size (or --tile 0 to try untiled)")
     if plan is not None and optimize.has_linesearch(config.optimizer, config.linesearch):
         raise JaxstyleError(
             f"a {shape[1]}x{shape[0]} image is evaluated tile by tile, and the L-BFGS line search "
@@ -263,7 +264,7 @@ def coefficients(config: StyleConfig, n_styles: int, regions: Regions | None = N
         beta=jnp.float32(config.style_weight),
         tv=jnp.float32(config.tv_weight),
         content_layer_weights=jnp.asarray(layer_weights(config.content_layer_weights, len(config.content_layers)), jnp.float32),
-        style_layer_weights=jnp.asarray(layer_weights(config.style_layer_weights, len(config.style_layers)), jnp.float32),
+        style_layer_weights=jnp.asarray(layer_weights(config.style_layer_weights, len(config.style_term_layers)), jnp.float32),
         style_blend_weights=jnp.asarray(blend),
         region_blend=jnp.asarray(region_blend, jnp.float32),
     )
@@ -279,7 +280,7 @@ def make_problem(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.n
     """
     spec = objective_spec(config, regions)
     if regions is not None:
-        return _guided_problem(weights, content, styles, config, spec, regions)
+        return _guided_problem(weights, content, styles, config, spec, regions, tiles)
     style_tiles = [tiles.tile if tiles is not None else _style_tile(s.shape, config) for s in styles]
     if tiles is None and not any(style_tiles):
         targets = objective.make_targets(weights, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec)
@@ -288,12 +289,7 @@ def make_problem(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.n
             content_target = objective.image_features(weights, jnp.asarray(content), spec.content_layers, spec.pooling)
         else:
             content_target = tiling.features(weights, jnp.asarray(content), spec.content_layers, spec.pooling, tiles.tile)
-        per_style = [
-            tiling.style_statistics(weights, jnp.asarray(s), spec.style_layers, spec.pooling, spec.style_loss, tile)
-            if tile else {layer: losses.style_statistic(f, spec.style_loss)
-                          for layer, f in objective.image_features(weights, jnp.asarray(s), spec.style_layers, spec.pooling).items()}
-            for s, tile in zip(styles, style_tiles)
-        ]
+        per_style = [_style_statistics(weights, jnp.asarray(s), spec, tile) for s, tile in zip(styles, style_tiles)]
         targets = objective.Targets(
             content=content_target,
             style={layer: objective.stack([p[layer] for p in per_style]) for layer in spec.style_layers},
@@ -301,32 +297,58 @@ def make_problem(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.n
     return objective.Problem(weights, targets, coefficients(config, len(styles)), spec)
 
 
-def _guided_problem(weights, content, styles, config, spec, regions: Regions) -> objective.Problem:
+def _style_statistics(weights: VGGWeights, style: jax.Array, spec: objective.ObjectiveSpec, tile: int | None) -> dict:
+    """``{layer: objective.style_statistic}`` of one painting, crop by crop when ``tile`` is set."""
+    if not tile:
+        feats = objective.image_features(weights, style, spec.style_layers, spec.pooling)
+    elif spec.style_loss == "mrf":  # a patch library is as large as the map: tile only the features
+        feats = tiling.features(weights, style, spec.style_layers, spec.pooling, tile)
+    else:
+        return tiling.style_statistics(weights, style, spec.style_layers, spec.pooling, spec.style_loss, tile)
+    return {layer: objective.style_statistic(f, spec) for layer, f in feats.items()}
+
+
+def _guided_problem(weights, content, styles, config, spec, regions: Regions, tiles) -> objective.Problem:
     """Targets with regions: for region r and painting k, the Gram of k's region of r's colour
-    (the whole painting if k has no mask; a placeholder of weight zero if k does not style r)."""
+    (the whole painting if k has no mask; a placeholder of weight zero if k does not style r).
+    Crop by crop (forward only) when the output (``tiles``) or a painting needs tiling."""
     n = len(regions.colours)
     layers = spec.style_layers
     content_masks = masks.at_layers(masks.one_hot(regions.content, n, content.shape[:2]), layers, config.mask_propagation)
     masks.check_regions(content_masks, regions.colours, "content mask")
     per_style = []
     for k, s in enumerate(styles):
-        feats = objective.image_features(weights, jnp.asarray(s), layers, spec.pooling)
-        whole = {layer: losses.gram(f) for layer, f in feats.items()}
-        if regions.styles[k] is None:
+        tile = tiles.tile if tiles is not None else _style_tile(s.shape, config)
+        style_masks = None
+        if regions.styles[k] is not None:
+            index = image_io.resize_nearest(regions.styles[k], s.shape[:2])
+            lookup = [regions.style_colours[k].index(c) if c in regions.style_colours[k] else -1 for c in regions.colours]
+            own = np.stack([index == j for j in lookup]).astype(np.float32)  # (R, H, W); a row of zeros if absent
+            style_masks = masks.at_layers(own, layers, config.mask_propagation)
+            present = [r for r in range(n) if lookup[r] >= 0]
+            masks.check_regions({layer: m[np.asarray(present)] for layer, m in style_masks.items()},
+                                [regions.colours[r] for r in present], f"style mask {k + 1}")
+        image = jnp.asarray(s)
+        if tile:
+            whole = tiling.style_statistics(weights, image, layers, spec.pooling, "gram", tile)
+            guided = None if style_masks is None else tiling.style_statistics(weights, image, layers, spec.pooling,
+                                                                              "gram", tile, style_masks)
+        else:
+            feats = objective.image_features(weights, image, layers, spec.pooling)
+            whole = {layer: losses.gram(f) for layer, f in feats.items()}
+            guided = None if style_masks is None else {layer: masks.guided_grams(feats[layer], style_masks[layer])
+                                                       for layer in layers}
+        if guided is None:
             per_style.append({layer: jnp.stack([g] * n) for layer, g in whole.items()})
             continue
-        index = image_io.resize_nearest(regions.styles[k], s.shape[:2])
-        lookup = [regions.style_colours[k].index(c) if c in regions.style_colours[k] else -1 for c in regions.colours]
-        own = np.stack([index == j for j in lookup]).astype(np.float32)  # (R, H, W); a row of zeros if absent
-        style_masks = masks.at_layers(own, layers, config.mask_propagation)
-        present = [r for r in range(n) if lookup[r] >= 0]
-        masks.check_regions({layer: m[np.asarray(present)] for layer, m in style_masks.items()},
-                            [regions.colours[r] for r in present], f"style mask {k + 1}")
-        per_style.append({layer: jnp.where(jnp.asarray(regions.assigned[:, k] & (np.asarray(lookup) >= 0)).reshape(n, 1, 1),
-                                           masks.guided_grams(feats[layer], style_masks[layer]), whole[layer])
-                          for layer in layers})
+        use = jnp.asarray(regions.assigned[:, k] & (np.asarray(lookup) >= 0)).reshape(n, 1, 1)
+        per_style.append({layer: jnp.where(use, guided[layer], whole[layer]) for layer in layers})
+    if tiles is None:
+        content_target = objective.image_features(weights, jnp.asarray(content), spec.content_layers, spec.pooling)
+    else:
+        content_target = tiling.features(weights, jnp.asarray(content), spec.content_layers, spec.pooling, tiles.tile)
     targets = objective.Targets(
-        content=objective.image_features(weights, jnp.asarray(content), spec.content_layers, spec.pooling),
+        content=content_target,
         style={layer: jnp.stack([p[layer] for p in per_style], axis=1) for layer in layers},  # (R, S, C, C)
     )
     return objective.Problem(weights, targets, coefficients(config, len(styles), regions), spec, content_masks)

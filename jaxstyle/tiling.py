@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import interrupt, losses, objective, vgg
+from . import interrupt, losses, masks as masks_lib, mrf, objective, vgg
 from .objective import stack
 from .errors import JaxstyleError
 
@@ -114,19 +114,25 @@ def _axis(size: int, tile: int, halo: int, stride: int) -> tuple[int, list[tuple
     return length, out
 
 
-def make_plan(height: int, width: int, tile: int, layers, halo: int | None = None) -> TilePlan:
+def make_plan(height: int, width: int, tile: int, layers, halo: int | None = None, margin: int = 0) -> TilePlan:
     """Cut an image into cores of ``tile`` px (rounded down to the stride of ``layers``, at least one
     stride) with crops exact for ``layers``. ``halo`` defaults to the receptive radius of the deepest
-    layer plus one stride (a crop's interior edge may drop up to a stride of rows at a pooling);
-    a smaller one is allowed for testing only (the result is then wrong near core edges)."""
+    layer plus one stride (a crop's interior edge may drop up to a stride of rows at a pooling)
+    plus ``margin`` (pixels beyond the core whose features must be exact too: an MRF patch's,
+    :func:`mrf_margin`); a smaller one is allowed for testing only (wrong near core edges)."""
     layers = vgg.check_layers(layers)
     stride = max(layer_stride(name) for name in layers)
     tile = max(stride, int(tile) // stride * stride)
-    halo = receptive_radius(layers) + stride if halo is None else int(halo)
+    halo = receptive_radius(layers) + stride + margin if halo is None else int(halo)
     crop_h, rows = _axis(height, tile, halo, stride)
     crop_w, cols = _axis(width, tile, halo, stride)
     tiles = tuple((cy, cx, y0, y1, x0, x1) for cy, y0, y1 in rows for cx, x0, x1 in cols)
     return TilePlan(height, width, tile, halo, stride, (crop_h, crop_w), tiles)
+
+
+def mrf_margin(layers, patch: int) -> int:
+    """Input pixels beyond a core that the MRF patches anchored in it reach, at the deepest of ``layers``."""
+    return mrf.anchor(patch) * max((layer_stride(name) for name in layers), default=1)
 
 
 def _tile_arrays(plan: TilePlan):
@@ -158,22 +164,26 @@ def _window(x, origin, crop):
 
 
 def crop_parts(crop, origin, bounds, weights, content_targets: dict, style_layers: tuple, kind: str,
-               pooling: str) -> dict:
+               pooling: str, *, style_targets: dict | None = None, patch: int = 3, masks: dict | None = None) -> dict:
     """The parts one crop's core contributes.
 
     Args:
       crop: (h, w, 3) RGB in [0, 1], a window of the image at ``origin`` (y, x).
       bounds: (4,) int core rows/cols ``y0, y1, x0, x1`` relative to the crop.
       content_targets: ``{layer: (H_l, W_l, C)}`` image-sized content targets (may be empty).
-      style_layers: the style layers; ``kind`` their loss (``"gram"`` or ``"wasserstein"``).
+      style_layers: the style layers; ``kind`` their loss (``"gram"``, ``"wasserstein"`` or ``"mrf"``).
       pooling: ``"max"`` or ``"avg"``.
+      style_targets: ``{layer: mrf.PatchLibrary (S, N, P)}``, for the MRF loss (patches of side ``patch``).
+      masks: ``{layer: (R, H_l, W_l)}`` image-sized region masks, for guided Gram matrices.
 
     Returns:
       ``{"content": {layer: () summed squared error}, "style": {layer: …}}`` where a style layer has
-      ``{"s2": (C, C) sum of f f^T}`` for Gram losses and, for the Wasserstein loss, the core's own
-      count, mean and centred second moment ``{"n": (), "mean": (C,), "m2": (C, C)}``, which
-      :func:`combine_moments` merges stably instead of summing raw moments (whose difference
-      ``S2/M - mean mean^T`` loses precision, and the W2 gradient amplifies it).
+      ``{"s2": (C, C) sum of f f^T}`` for Gram losses (``(R, C, C)``, each weighted by its region's
+      mask, with masks); ``{"sq": (S,)}`` the MRF error of the patches anchored in the core, per
+      painting; and, for the Wasserstein loss, the core's own count, mean and centred second moment
+      ``{"n": (), "mean": (C,), "m2": (C, C)}``, which :func:`combine_moments` merges stably instead
+      of summing raw moments (whose difference ``S2/M - mean mean^T`` loses precision, and the W2
+      gradient amplifies it).
     """
     layers = tuple(dict.fromkeys(tuple(content_targets) + tuple(style_layers)))
     feats = objective.image_features(weights, crop, layers, pooling)
@@ -186,12 +196,26 @@ def crop_parts(crop, origin, bounds, weights, content_targets: dict, style_layer
     style = {}
     for layer in style_layers:
         f = feats[layer]
-        c = f.shape[-1]
-        mask = _owned(f.shape, bounds, layer_stride(layer)).reshape(-1, 1)
-        f = f.reshape(-1, c)
-        if kind == "gram":
+        h, w, c = f.shape
+        owned = _owned(f.shape, bounds, layer_stride(layer))
+        if kind == "mrf":
+            rows = mrf.patches(f, patch)
+            a = mrf.anchor(patch)
+            weight = owned[a:a + rows.shape[0], a:a + rows.shape[1]].reshape(-1)
+            rows = rows.reshape(-1, rows.shape[-1])
+            style[layer] = {"sq": jax.vmap(mrf.squared_error, in_axes=(None, 0, None))(rows, style_targets[layer], weight)}
+        elif masks:
+            s = layer_stride(layer)
+            full = masks[layer]
+            window = jax.lax.dynamic_slice(full, (0, origin[0] // s, origin[1] // s), (full.shape[0], h, w))
+            style[layer] = {"s2": masks_lib.guided_sums(f, window * owned.reshape(1, h, w))}
+        elif kind == "gram":
+            mask = owned.reshape(-1, 1)
+            f = f.reshape(-1, c)
             style[layer] = {"s2": jnp.matmul((mask * f).T, f, precision=jax.lax.Precision.HIGHEST)}
         else:
+            mask = owned.reshape(-1, 1)
+            f = f.reshape(-1, c)
             n = jnp.sum(mask)  # 0 for a core of a few pixels at the edge that floor pooling drops
             mean = jnp.sum(mask * f, axis=0) / jnp.maximum(n, 1.0)
             centred = f - mean.reshape(1, c)
@@ -200,11 +224,13 @@ def crop_parts(crop, origin, bounds, weights, content_targets: dict, style_layer
     return {"content": content, "style": style}
 
 
-def combine_moments(parts: dict, kind: str, positions: int):
-    """One style layer's statistic from its per-tile parts stacked on axis 0: the Gram matrix, or
-    ``{"mean", "cov"}`` (per-tile means and centred moments merged as in Chan, Golub & LeVeque 1979)."""
+def combine_moments(parts: dict, kind: str, positions):
+    """One style layer's statistic from its per-tile parts stacked on axis 0: the Gram matrix (each
+    region's guided one, with ``positions`` the (R,) masses of the regions), or ``{"mean", "cov"}``
+    (per-tile means and centred moments merged as in Chan, Golub & LeVeque 1979)."""
     if kind == "gram":
-        return jnp.sum(parts["s2"], axis=0) / positions
+        total = jnp.sum(parts["s2"], axis=0)
+        return total / (jnp.maximum(positions, 1e-12).reshape(-1, 1, 1) if total.ndim == 3 else positions)
     n = parts["n"].reshape(-1, 1)  # (T, 1)
     mean = jnp.sum(n * parts["mean"], axis=0) / positions
     d = parts["mean"] - mean.reshape(1, -1)  # (T, C)
@@ -218,8 +244,10 @@ def _positions(shape, layer: str) -> int:
 
 
 def _objective_parts(crop, origin, bounds, problem):
-    return crop_parts(crop, origin, bounds, problem.weights, problem.targets.content, problem.spec.style_layers,
-                      problem.spec.style_loss, problem.spec.pooling)
+    spec = problem.spec
+    return crop_parts(crop, origin, bounds, problem.weights, problem.targets.content, spec.style_layers,
+                      spec.style_loss, spec.pooling, style_targets=problem.targets.style, patch=spec.mrf_patch,
+                      masks=problem.masks)
 
 
 @functools.partial(jax.jit, static_argnames=("crop",))
@@ -245,11 +273,23 @@ def terms_from_parts(parts, x, problem) -> dict:
     content = [losses.content_from_squared_error(jnp.sum(parts["content"][layer]), targets.content[layer],
                                                  spec.normalization)
                for layer in spec.content_layers]
-    style = [losses.style_loss_of_statistic(combine_moments(parts["style"][layer], spec.style_loss, _positions(x.shape, layer)),
-                                            targets.style[layer], coef.style_blend_weights, spec.normalization,
-                                            spec.style_loss)
-             for layer in spec.style_layers]
+    style = [_style_term(parts["style"][layer], layer, x.shape, problem) for layer in spec.style_layers]
     return objective.weighted_terms(content, style, x, coef, spec)
+
+
+def _style_term(parts, layer: str, shape, problem):
+    """One style layer's term from its per-tile parts (stacked on axis 0)."""
+    spec, target, coef = problem.spec, problem.targets.style[layer], problem.coef
+    if spec.style_loss == "mrf":
+        layer_shape = (shape[0] // layer_stride(layer), shape[1] // layer_stride(layer))
+        return mrf.loss_from_squared_errors(jnp.sum(parts["sq"], axis=0), mrf.count(layer_shape, spec.mrf_patch), target,
+                                            coef.style_blend_weights, spec.normalization)
+    if spec.regions:
+        mass = jnp.sum(problem.masks[layer].reshape(spec.regions, -1), axis=1)
+        return objective.guided_style_loss(combine_moments(parts, "gram", mass), target, coef.region_blend,
+                                           spec.normalization)
+    return losses.style_loss_of_statistic(combine_moments(parts, spec.style_loss, _positions(shape, layer)), target,
+                                          coef.style_blend_weights, spec.normalization, spec.style_loss)
 
 
 @jax.jit
@@ -335,25 +375,32 @@ def features(weights, image: jax.Array, layers, pooling: str, tile: int) -> dict
 
 
 @functools.partial(jax.jit, static_argnames=("crop", "layers", "kind", "pooling"))
-def _style_parts(image, origin, bounds, weights, crop, layers, kind, pooling):
-    return crop_parts(_window(image, origin, crop), origin, bounds, weights, {}, layers, kind, pooling)["style"]
+def _style_parts(image, origin, bounds, weights, masks, crop, layers, kind, pooling):
+    return crop_parts(_window(image, origin, crop), origin, bounds, weights, {}, layers, kind, pooling,
+                      masks=masks)["style"]
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "kind"))
-def _style_targets(parts, shape, kind):
+def _style_targets(parts, masks, shape, kind):
+    if masks:  # guided Grams: each region's sum over its mass
+        return {layer: combine_moments(p, "gram", jnp.sum(masks[layer].reshape(masks[layer].shape[0], -1), axis=1))
+                for layer, p in stack(parts).items()}
     return {layer: losses.style_target(combine_moments(p, kind, _positions(shape, layer)), kind)
             for layer, p in stack(parts).items()}
 
 
-def style_statistics(weights, image: jax.Array, layers, pooling: str, kind: str, tile: int) -> dict:
-    """``{layer: losses.style_statistic(...)}`` of a large painting, crop by crop (forward only), exactly."""
+def style_statistics(weights, image: jax.Array, layers, pooling: str, kind: str, tile: int,
+                     masks: dict | None = None) -> dict:
+    """``{layer: losses.style_statistic(...)}`` of a large painting, crop by crop (forward only),
+    exactly; with ``masks`` (``{layer: (R, H_l, W_l)}``), each region's guided Gram matrix (R, C, C)."""
     layers = tuple(layers)
     if not layers:
         return {}
     plan = make_plan(image.shape[0], image.shape[1], tile, layers)
-    parts = [_sync(_style_parts(image, origin, bounds, weights, plan.crop, layers, kind, pooling))
+    masks = {} if masks is None else {layer: jnp.asarray(m) for layer, m in masks.items()}
+    parts = [_sync(_style_parts(image, origin, bounds, weights, masks, plan.crop, layers, kind, pooling))
              for origin, bounds in _tile_arrays(plan)]
-    return _style_targets(parts, tuple(image.shape[:2]), kind)
+    return _style_targets(parts, masks, tuple(image.shape[:2]), kind)
 
 
 # --- when to tile -------------------------------------------------------------------------------
@@ -394,7 +441,7 @@ def tiled_bytes(plan: TilePlan) -> int:
 
 
 def choose_plan(height: int, width: int, layers, *, max_memory: float | None = None,
-                tile: int | None = None, what: str = "the image") -> TilePlan | None:
+                tile: int | None = None, what: str = "the image", margin: int = 0) -> TilePlan | None:
     """``None`` (evaluate whole) or the tile plan for an image of this size.
 
     Args:
@@ -402,6 +449,7 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
       max_memory: budget in bytes; default 70% of :func:`free_memory_bytes`.
       tile: force tiling with cores of this many pixels (``0``: never tile).
       what: names the image in the error message.
+      margin: extra halo in pixels (:func:`make_plan`).
 
     Returns:
       ``None`` when the image fits untiled (or ``tile == 0``); else the plan with the largest core in
@@ -419,8 +467,8 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
         if BASE_BYTES + STATE_BYTES_PER_PIXEL * height * width > limit:  # before enumerating the tiles
             raise JaxstyleError(
                 f"{what} ({width}x{height}) needs more than {limit / 2**30:.1f} GB even tiled, more than this machine has: "
-                f"make it at most {largest_fitting_size(height, width, layers, limit)} px on its long side (lower --size)")
-        plan = make_plan(height, width, tile, layers)
+                f"make it at most {largest_fitting_size(height, width, layers, limit, margin)} px on its long side (lower --size)")
+        plan = make_plan(height, width, tile, layers, margin=margin)
         if tiled_bytes(plan) > limit:
             raise JaxstyleError(
                 f"{what} ({width}x{height}) needs about {tiled_bytes(plan) / 2**30:.1f} GB tiled at {tile} px, more than "
@@ -429,24 +477,24 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
     if untiled_bytes(height, width) <= budget:
         return None
     for core in TILE_CHOICES:
-        plan = make_plan(height, width, core, layers)
+        plan = make_plan(height, width, core, layers, margin=margin)
         if tiled_bytes(plan) <= budget:
             return plan
-    smallest = make_plan(height, width, TILE_CHOICES[-1], layers)
+    smallest = make_plan(height, width, TILE_CHOICES[-1], layers, margin=margin)
     raise JaxstyleError(
         f"{what} ({width}x{height}) needs about {tiled_bytes(smallest) / 2**30:.1f} GB even tiled at "
         f"{TILE_CHOICES[-1]} px, over the {budget / 2**30:.1f} GB budget: make it at most "
-        f"{largest_fitting_size(height, width, layers, budget)} px on its long side (lower --size or --style-scale) "
+        f"{largest_fitting_size(height, width, layers, budget, margin)} px on its long side (lower --size or --style-scale) "
         "or raise --max-memory"
     )
 
 
-def largest_fitting_size(height: int, width: int, layers, budget: float) -> int:
+def largest_fitting_size(height: int, width: int, layers, budget: float, margin: int = 0) -> int:
     """The largest long side at this aspect ratio whose smallest-tile plan fits ``budget`` bytes."""
     def fits(long_side: int) -> bool:
         scale = long_side / max(height, width)
         h, w = max(1, round(height * scale)), max(1, round(width * scale))
-        return tiled_bytes(make_plan(h, w, TILE_CHOICES[-1], layers)) <= budget
+        return tiled_bytes(make_plan(h, w, TILE_CHOICES[-1], layers, margin=margin)) <= budget
 
     low, high = 16, max(height, width)
     while low < high:
