@@ -4,6 +4,7 @@
     python bench/speed.py --sizes 512 --steps 10
     python bench/speed.py --configs lbfgs/none --layouts single batch1   # a batch of one vs one image
     python bench/speed.py --configs lbfgs/none --regions 0 2               # guided Grams: 2 regions vs none
+    python bench/speed.py --configs lbfgs/none --style-losses gram mrf     # the MRF patch loss vs Gram
 
 Each row runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own. Columns:
   eval_s     one loss-and-gradient evaluation (jitted value_and_grad), median
@@ -44,14 +45,15 @@ def images():
     return CONTENT, STYLE
 
 
-def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str, regions: int = 0) -> dict:
+def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str, regions: int = 0,
+        style_loss: str = "gram") -> dict:
     import jax
     import jax.numpy as jnp
 
     from jaxstyle import StyleConfig, load_bundled, objective, optimize, problem
 
     content, style = images()
-    cfg = StyleConfig(size=size, optimizer=optimizer, linesearch=linesearch)
+    cfg = StyleConfig(size=size, optimizer=optimizer, linesearch=linesearch, style_loss=style_loss)
     found = None
     if regions:  # vertical bands of the photo, each styled by the whole painting (jaxstyle.masks)
         import tempfile
@@ -129,7 +131,7 @@ def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str, reg
     return {
         "size": f"{c.shape[1]}x{c.shape[0]}",
         "optimizer": optimizer if optimizer == "adam" else f"lbfgs/{linesearch}",
-        "layout": layout if not regions else f"{layout}/{regions}r",
+        "layout": layout + (f"/{regions}r" if regions else "") + (f"/{style_loss}" if style_loss != "gram" else ""),
         "eval_s": statistics.median(evals),
         "iter_s": iter_s,
         "evals_per_iter": calls[0] / n_count,
@@ -148,25 +150,29 @@ def main() -> int:
     p.add_argument("--layouts", nargs="+", default=["batch1"], choices=("batch1", "single"),
                    help="batch1: the step as stylize() runs it; single: without the batch axis")
     p.add_argument("--regions", type=int, nargs="+", default=[0], help="region-mask counts to time (0: plain Gram)")
-    p.add_argument("--one", nargs=5, metavar=("SIZE", "OPT", "LS", "LAYOUT", "REGIONS"), help=argparse.SUPPRESS)
+    p.add_argument("--style-losses", nargs="+", default=["gram"], choices=("gram", "wasserstein", "mrf"),
+                   help="style losses to time (mrf: at its default layers relu3_1, relu4_1)")
+    p.add_argument("--one", nargs=6, metavar=("SIZE", "OPT", "LS", "LAYOUT", "REGIONS", "LOSS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(one(int(args.one[0]), args.one[1], args.one[2], args.steps, args.one[3], int(args.one[4]))))
+        print(json.dumps(one(int(args.one[0]), args.one[1], args.one[2], args.steps, args.one[3], int(args.one[4]),
+                             args.one[5])))
         return 0
-    header = f"{'size':>8} {'optimizer':<18} {'layout':<10} {'eval_s':>7} {'iter_s':>7} {'evals/it':>8} {'compile_s':>9} {'py_%':>5} {'peak_MB':>8}"
+    header = f"{'size':>8} {'optimizer':<18} {'layout':<14} {'eval_s':>7} {'iter_s':>7} {'evals/it':>8} {'compile_s':>9} {'py_%':>5} {'peak_MB':>8}"
     print(header)
     print("-" * len(header))
     for size in args.sizes:
-        for cfg, layout, regions in [(c, l, r) for c in args.configs for l in args.layouts for r in args.regions]:
+        rows = [(c, l, r, k) for c in args.configs for l in args.layouts for r in args.regions for k in args.style_losses]
+        for cfg, layout, regions, loss in rows:
             opt, ls = cfg.split("/")
-            out = subprocess.run([sys.executable, __file__, "--one", str(size), opt, ls, layout, str(regions),
+            out = subprocess.run([sys.executable, __file__, "--one", str(size), opt, ls, layout, str(regions), loss,
                                   "--steps", str(args.steps)],
                                  capture_output=True, text=True, env=os.environ)
             if out.returncode != 0:
-                print(f"{size:>8} {cfg:<18} {layout:<10} failed: {out.stderr.strip().splitlines()[-1]}")
+                print(f"{size:>8} {cfg:<18} {layout:<14} failed: {out.stderr.strip().splitlines()[-1]}")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{r['size']:>8} {r['optimizer']:<18} {r['layout']:<10} {r['eval_s']:7.3f} {r['iter_s']:7.3f} {r['evals_per_iter']:8.2f} "
+            print(f"{r['size']:>8} {r['optimizer']:<18} {r['layout']:<14} {r['eval_s']:7.3f} {r['iter_s']:7.3f} {r['evals_per_iter']:8.2f} "
                   f"{r['compile_s']:9.2f} {r['py_pct']:5.1f} {r['peak_mb']:8.0f}", flush=True)
     print(f"device: {r['device'] if 'r' in dir() else '?'}")
     return 0

@@ -19,6 +19,7 @@ _PUBLIC = {
     "load_image": "image",
     "save_image": "image",
     "stylize": "transfer",
+    "stylize_video": "video",
 }
 
 __all__ = sorted(_PUBLIC)

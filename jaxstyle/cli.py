@@ -24,7 +24,7 @@ from .hub import DEFAULT as DEFAULT_WEIGHTS
 
 DEVICES = ("cpu", "gpu", "tpu")
 ISSUES = "https://github.com/jaxstyle/jaxstyle/issues"
-COMMANDS = ("stylize", "rerun", "sweep", "weights", "figure", "reconstruct", "texture")
+COMMANDS = ("stylize", "rerun", "sweep", "video", "weights", "figure", "reconstruct", "texture")
 PRESETS = {"default": StyleConfig, "paper": StyleConfig.paper}
 
 
@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=run_sweep)
 
+    _add_video_parser(sub)
+
     w = sub.add_parser("weights", prog="jaxstyle weights", help="list, fetch, verify and convert weight sets",
                        description="List, fetch, verify and convert VGG-19 weight sets.")
     actions = w.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -202,19 +204,55 @@ def build_parser() -> argparse.ArgumentParser:
     return top
 
 
+def _add_video_parser(sub) -> None:
+    from .flow import FLOWS
+    from .frames import VIDEO_SUFFIXES
+    from .video import VideoOptions
+
+    default = VideoOptions()
+    v = sub.add_parser("video", prog="jaxstyle video", help="stylise a video, frame after frame, temporally consistent",
+                       description="Stylise a video (a file, or a folder of frames) frame after frame, each frame started "
+                                   "from the previous output warped by the optical flow and held close to it by a "
+                                   "temporal loss (Ruder, Dosovitskiy & Brox 2016). Finished frames are kept in "
+                                   "OUT.frames/ (or the output folder) with a manifest: rerunning the same command "
+                                   "resumes at the first missing frame. Needs the video extra: pip install 'jaxstyle[video]'.")
+    v.add_argument("video", help="input video file or folder of frames (sorted by name)")
+    v.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended equally")
+    _add(v, "-o", "--output", required=True,
+         help=f"output video ({', '.join(VIDEO_SUFFIXES)}) or a folder for the frames")
+    _add_config_options(v)
+    _add(v, "--temporal-weight", type=float, default=default.temporal_weight,
+         help="weight of the temporal loss (0: none)")
+    _add(v, "--flow", choices=FLOWS, default=default.flow, help="optical flow (OpenCV)")
+    _add(v, "--frames", default=None, metavar="A:B", shown="all", help="frames A to B-1 only (0-based)")
+    _add(v, "--fps", type=float, default=None, shown="the input's", help="frame rate of the output video")
+    _add(v, "--warp-start", action=argparse.BooleanOptionalAction, default=default.warp_start,
+         help="start each frame from the warped previous output (else from --init)")
+    _add(v, "--weights", default=DEFAULT_WEIGHTS, help="as for the main command")
+    _add(v, "--preset", choices=tuple(PRESETS), default="default", help="as for the main command")
+    _add(v, "--device", choices=DEVICES, default=None, shown="JAX's default", help="run on this kind of device")
+    _add(v, "--quiet", action="store_true", shown="off", help="no progress bar")
+    v.set_defaults(run=run_video, save_every=None)
+
+
 def _add_paper_parser(sub, command: str) -> None:
     from .paper import TEXTURE_NOISE
 
     paper = StyleConfig.paper()
     p = sub.add_parser(command, prog=f"jaxstyle {command}", help=f"the paper's {command}", description={
-        "figure": "Reproduce a figure of Gatys et al. (2015) as a labelled contact sheet.",
+        "figure": "Reproduce a figure of Gatys et al. (2015) as a labelled contact sheet (1, 2, 3), or the spatial "
+                  "control of Gatys et al. (2017): sky and ground from two paintings, with and without guidance.",
         "reconstruct": "Content reconstruction: from white noise, match one layer's features (Fig. 1).",
         "texture": "Texture synthesis / style reconstruction: match only Gram matrices (Fig. 1).",
     }[command])
     if command == "figure":
-        p.add_argument("number", type=int, choices=(1, 2, 3))
+        p.add_argument("number", choices=("1", "2", "3", "spatial"))
         _add(p, "--content", default=None, shown="the bundled example", help="photo")
-        _add(p, "--styles", nargs="+", default=None, shown="the bundled example", help="painting(s)")
+        _add(p, "--styles", nargs="+", default=None, shown="the bundled example(s)", help="painting(s)")
+        _add(p, "--content-mask", default=None, metavar="PNG", shown="--horizon",
+             help="spatial: label image of the photo, two colours (the first seen from the top: painting 1)")
+        _add(p, "--horizon", type=float, default=0.5,
+             help="spatial, without --content-mask: painting 1 above this fraction of the height, painting 2 below")
         _add(p, "--ratio", type=float, default=paper.content_weight / paper.style_weight,
              help="alpha/beta of Fig. 2 (the paper: 1e-3, some panels 1e-4); Fig. 3 spans 1e-5 … 1e-2")
     else:
@@ -505,6 +543,56 @@ def run_sweep(args: argparse.Namespace, argv) -> int:
     return 1 if counts["failed"] else 0
 
 
+def run_video(args: argparse.Namespace, argv) -> int:
+    from .frames import is_video_file, parse_frames
+    from .hub import load as load_weights
+    from .image import OUTPUT_FORMATS, same_file
+    from .video import VideoOptions, frames_folder, stylize_video
+
+    config = config_from_args(args, given_options(argv))
+    options = VideoOptions(args.temporal_weight, args.flow, parse_frames(args.frames), args.fps, args.warp_start).validate()
+    output = Path(args.output)
+    if output.suffix.lower() in OUTPUT_FORMATS:
+        raise JaxstyleError(f"-o {args.output!r} is an image; give a video file (.mp4, …) or a folder for the frames")
+    inputs = {"input video": args.video, **{f"style image {i + 1}": s for i, s in enumerate(args.styles)}}
+    if is_video_file(output):
+        check_outputs({"-o": output}, inputs)
+    folder = frames_folder(output)
+    if folder.exists() and not folder.is_dir():
+        raise JaxstyleError(f"{str(folder)!r} is a file, not a folder for the frames; choose another -o")
+    if folder.is_dir() and Path(args.video).is_dir() and same_file(folder, args.video):
+        raise JaxstyleError(f"-o {args.output!r} is the input folder: its frames would be overwritten; choose another -o")
+    weights = load_weights(args.weights)
+    bar = None
+
+    def progress(p):
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=p.total, initial=p.done - 1, unit="frame", desc="video", dynamic_ncols=True)
+        bar.update(p.done - bar.n)
+        bar.set_postfix(s_per_frame=f"{p.seconds:.1f}", loss=f"{p.loss:.4g}")
+
+    try:
+        with _device(args.device):
+            summary = stylize_video(args.video, args.styles, output, config, options, weights=weights, progress=progress)
+    except KeyboardInterrupt:
+        kept = len(list(folder.glob("frame_*.png"))) if folder.is_dir() else 0
+        if kept:
+            interrupt.keep(f"{kept} finished frame(s) in {folder} (run the same command again to resume)")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    per_frame = f", {summary['seconds_per_frame']:.1f} s per frame" if summary["seconds_per_frame"] else ""
+    print(f"wrote {args.output} ({summary['frames']} frames: {summary['done']} stylised now, {summary['skipped']} "
+          f"already done{per_frame}; frames in {summary['folder']})", file=sys.stderr)
+    return 0
+
+
 def _paper_outputs(args, inputs: dict) -> Path:
     from .image import check_output_path
 
@@ -554,18 +642,22 @@ def run_texture(args, argv) -> int:
 
 def run_figure(args, argv) -> int:
     from . import paper
-    from .examples import CONTENT, STYLE
+    from .examples import CONTENT, SECOND_STYLE, STYLE
     from .image import save_pil
 
-    output = _paper_outputs(args, {"content image": args.content,
+    output = _paper_outputs(args, {"content image": args.content, "content mask": args.content_mask,
                                    **{f"style image {i + 1}": s for i, s in enumerate(args.styles or [])}})
     config = _paper_config(args, content_weight=args.ratio, style_weight=1.0)
     content, styles = args.content or str(CONTENT), args.styles or [str(STYLE)]
-    if args.number == 1:
+    if args.number == "spatial":
+        sheet, res = paper.figure_spatial(content, args.styles or [str(STYLE), str(SECOND_STYLE)], config,
+                                          args.content_mask, args.horizon)
+        histories = {name: r.history for name, r in res.items()}
+    elif args.number == "1":
         sheet, res = paper.figure1(content, styles[0], config)
         histories = {**{f"texture {k}": r.history for k, r in res["textures"].items()},
                      **{f"content {k}": r.history for k, r in res["contents"].items()}}
-    elif args.number == 2:
+    elif args.number == "2":
         sheet, res = paper.figure2(content, styles, config)
         histories = {f"style {i + 1}": r.history for i, r in enumerate(res)}
     else:

@@ -157,3 +157,10 @@ def tv_loss(image: jax.Array, kind: str = "l2") -> jax.Array:
     if kind == "l1":
         return jnp.mean(jnp.abs(dy)) + jnp.mean(jnp.abs(dx))
     return jnp.mean(jnp.square(dy)) + jnp.mean(jnp.square(dx))
+
+
+def temporal_loss(image: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+    """Ruder, Dosovitskiy & Brox (2016), eq. (7): ``1/D sum_p c_p |x_p - w_p|^2`` between an (H, W, 3)
+    video frame and ``target``, the previous output warped into it, where the flow is trusted
+    (``mask`` (H, W), c in [0, 1]); D is the number of values, H * W * 3."""
+    return jnp.sum(mask[:, :, None] * jnp.square(image - target)) / image.size

@@ -102,6 +102,26 @@ def at_layers(masks: jax.Array, layers, propagation: Propagation = "eroded") -> 
     return out
 
 
+def layer_masks(masks: jax.Array, layers, propagation: Propagation = "eroded") -> tuple[dict, list]:
+    """:func:`at_layers`, except that a region eroded away at a layer (narrower than that layer's
+    receptive field: 2 x 85 px at relu5_1) takes its downsampled mask there instead of vanishing.
+
+    Returns:
+      ``({layer: (R, H_l, W_l)}, [(region index, layer), …] where the downsampled mask stands in)``.
+    """
+    out = at_layers(masks, layers, propagation)
+    if propagation != "eroded":
+        return out, []
+    soft = at_layers(masks, layers, "downsample")
+    replaced = []
+    for layer, m in out.items():
+        gone = (np.asarray(jnp.sum(m, axis=(1, 2))) <= 0) & (np.asarray(jnp.sum(soft[layer], axis=(1, 2))) > 0)
+        if gone.any():
+            out[layer] = jnp.where(jnp.asarray(gone).reshape(-1, 1, 1), soft[layer], m)
+            replaced += [(int(r), layer) for r in np.flatnonzero(gone)]
+    return out, replaced
+
+
 def check_regions(masks_at: dict, colours, what: str = "mask") -> None:
     """Refuse a region that has no position left at some layer (too small, or eroded away)."""
     for layer, m in masks_at.items():

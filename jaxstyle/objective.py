@@ -38,6 +38,7 @@ class ObjectiveSpec:
     regions: int = 0  # number of content regions (jaxstyle.masks); 0: one global Gram per layer
     mrf_patch: int = 3  # side of the MRF loss's patches (style_loss "mrf", jaxstyle.mrf)
     mrf_stride: int = 2  # the painting's patches are taken every mrf_stride positions
+    temporal: bool = False  # a video frame: Problem.temporal holds the warped previous frame (jaxstyle.video)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -131,23 +132,29 @@ class Problem:
     coef: LossWeights
     spec: ObjectiveSpec = flax.struct.field(pytree_node=False)
     masks: dict = flax.struct.field(default_factory=dict)  # {style layer: (R, H_l, W_l)} region masks, or {}
+    # With spec.temporal (a video frame, Ruder et al. 2016): {"target": (H, W, 3) the previous output
+    # warped by the flow, "mask": (H, W) where the flow is trusted, "weight": ()}; else {}
+    temporal: dict = flax.struct.field(default_factory=dict)
 
 
 def batch_axes(spec: ObjectiveSpec) -> Problem:
     """``vmap``'s ``in_axes`` for a stack of problems: weights shared, the rest per job."""
-    return Problem(weights=None, targets=0, coef=0, spec=spec, masks=0)
+    return Problem(weights=None, targets=0, coef=0, spec=spec, masks=0, temporal=0)
 
 
 def weighted_terms(content: Sequence[jax.Array], style: Sequence[jax.Array], x: jax.Array, coef: LossWeights,
-                   spec: ObjectiveSpec) -> dict:
-    """The weighted terms (content, style, tv) and their sum under ``"total"``, from the unweighted
-    loss of each content layer and each style layer (in ``spec``'s order) of the image ``x``."""
+                   spec: ObjectiveSpec, temporal: dict | None = None) -> dict:
+    """The weighted terms (content, style, tv; temporal for a video frame) and their sum under
+    ``"total"``, from the unweighted loss of each content layer and each style layer (in ``spec``'s
+    order) of the image ``x``; ``temporal`` is :attr:`Problem.temporal`."""
     terms = {
         "content": coef.alpha * sum(coef.content_layer_weights[i] * c for i, c in enumerate(content)),
         "style": coef.beta * sum(coef.style_layer_weights[i] * s for i, s in enumerate(style)),
         "tv": coef.tv * losses.tv_loss(x, spec.tv_kind),
     }
-    terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+    if spec.temporal:
+        terms["temporal"] = temporal["weight"] * losses.temporal_loss(x, temporal["target"], temporal["mask"])
+    terms["total"] = sum(terms.values())
     return terms
 
 
@@ -169,7 +176,7 @@ def loss_terms(x: jax.Array, problem: Problem) -> dict:
         style = [losses.style_loss(feats[layer], targets.style[layer], problem.coef.style_blend_weights,
                                    spec.normalization, spec.style_loss)
                  for layer in spec.style_layers]
-    return weighted_terms(content, style, x, problem.coef, spec)
+    return weighted_terms(content, style, x, problem.coef, spec, problem.temporal)
 
 
 def guided_style_loss(grams: jax.Array, targets: jax.Array, region_blend: jax.Array, normalization) -> jax.Array:

@@ -1,5 +1,7 @@
 """Reproduce Gatys, Ecker & Bethge (2015): content and style representations on their own (Fig. 1),
-one photo in several styles (Fig. 2) and the alpha/beta-by-layers grid (Fig. 3), as contact sheets.
+one photo in several styles (Fig. 2) and the alpha/beta-by-layers grid (Fig. 3), as contact sheets;
+and the spatial control of Gatys et al. (2017): two regions of a photo from two paintings, with and
+without guidance (:func:`figure_spatial`).
 
 Layer names: the paper's ``conv4_2`` is our ``relu4_2`` (Caffe's ReLU runs in place, so the blob
 the paper reads under the conv name holds the rectified activation).
@@ -7,13 +9,18 @@ the paper reads under the conv name holds the rectified activation).
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
+from . import image as image_io
+from . import masks
 from .batch import stylize_batch
 from .config import StyleConfig
+from .errors import JaxstyleError
 from .sheet import contact_sheet
 from .problem import ImageLike, Job
 from .transfer import Result, stylize
@@ -107,3 +114,60 @@ def figure3(content: ImageLike, style: ImageLike, config: StyleConfig | None = N
     sheet = contact_sheet([[r.image for r in row] for row in rows], row_labels, [f"alpha/beta = {r:g}" for r in ratios],
                           title="Fig. 3: style layers (rows) by content:style ratio alpha/beta (columns)")
     return sheet, rows
+
+
+REGION_TINTS = ((1.0, 0.6, 0.0), (0.0, 0.45, 1.0))  # how the sheet shows region 1 (orange) and 2 (blue)
+
+
+def horizon_labels(shape: tuple[int, ...], horizon: float) -> np.ndarray:
+    """A two-region label image of ``shape``: white above ``horizon`` (a fraction of the height from
+    the top: the sky), black below (the ground)."""
+    if not 0 < horizon < 1:
+        raise JaxstyleError(f"--horizon (={horizon!r}) must be a fraction of the height in (0, 1), e.g. 0.4")
+    labels = np.zeros((shape[0], shape[1], 3), np.uint8)
+    labels[: max(1, round(horizon * shape[0]))] = 255
+    return labels
+
+
+def figure_spatial(content: ImageLike, styles: Sequence[ImageLike], config: StyleConfig | None = None,
+                   content_mask: str | None = None, horizon: float = 0.5) -> tuple[Image.Image, dict]:
+    """Spatial control (Gatys et al. 2017, Fig. 6's idea): the photo's first region (the sky) from
+    the first painting and its second (the ground) from the second, with guided Gram matrices;
+    beside it, the same two paintings blended over the whole image without guidance.
+
+    Args:
+      content_mask: a label image of the photo with exactly two colours, the first seen (row by
+        row from the top) styled by the first painting; default :func:`horizon_labels`.
+      horizon: where the default mask splits the photo, as a fraction of its height.
+
+    Returns:
+      The contact sheet (photo, mask, paintings, unguided, guided) and ``{"unguided", "guided"}``
+      results.
+    """
+    if len(styles) != 2:
+        raise JaxstyleError(f"the spatial figure takes two paintings (sky, ground), not {len(styles)}")
+    config = config or StyleConfig.paper()
+    photo = image_io.load_image(content, config.size) if not isinstance(content, np.ndarray) else content
+    paintings = [image_io.load_image(s) if not isinstance(s, np.ndarray) else s for s in styles]
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        if content_mask is None:
+            content_mask = folder / "content_mask.png"
+            image_io.save_image(horizon_labels(photo.shape, horizon), content_mask)
+        index, colours = masks.regions(image_io.load_image(content_mask), f"content mask {content_mask}")
+        if len(colours) != 2:
+            raise JaxstyleError(f"the content mask {content_mask} has {len(colours)} colours; the spatial figure needs "
+                                "exactly two (sky, ground)")
+        style_masks = []
+        for k, (painting, colour) in enumerate(zip(paintings, colours)):  # each painting wholly one region
+            path = folder / f"style_mask_{k + 1}.png"
+            image_io.save_image(np.full(painting.shape[:2] + (3,), colour, np.uint8), path)
+            style_masks.append(str(path))
+        guided = stylize(content, list(styles), config.replace(content_mask=str(content_mask), style_masks=tuple(style_masks)))
+        unguided = stylize(content, list(styles), config)
+    tint = np.asarray(REGION_TINTS, np.float32)[image_io.resize_nearest(index, photo.shape[:2])]
+    sheet = contact_sheet([[photo, 0.5 * photo + 0.5 * tint, paintings[0], paintings[1], unguided.image, guided.image]], [],
+                          ["photo", "regions: 1 orange, 2 blue", "painting 1 (region 1)", "painting 2 (region 2)", "without guidance",
+                           "guided Grams"],
+                          title="Spatial control (Gatys et al. 2017): each region of the photo from its own painting")
+    return sheet, {"unguided": unguided, "guided": guided}

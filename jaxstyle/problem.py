@@ -47,6 +47,7 @@ class Prepared:
     start: np.ndarray | None  # the decoded --init image, if one was given
     config: StyleConfig
     regions: "Regions | None" = None  # the decoded region masks, if the config has a content mask
+    temporal: "Temporal | None" = None  # a video frame's link to the previous one (jaxstyle.video)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,17 @@ class Regions:
     styles: list  # per style image: (H_s, W_s) index map at the painting's own size, or None (whole)
     style_colours: list  # per style image: its regions' colours, or None
     assigned: np.ndarray  # (R, S) bool: which paintings style each content region
+
+
+@dataclass(frozen=True)
+class Temporal:
+    """A video frame's temporal term (Ruder et al. 2016): the previous output warped into this frame
+    by the optical flow, where the flow is trusted, and the term's weight (0 for a first frame: the
+    same compiled program runs every frame)."""
+
+    target: np.ndarray  # (H, W, 3) in [0, 1]
+    mask: np.ndarray  # (H, W) in [0, 1]
+    weight: float
 
 
 def _as_image(value: ImageLike, what: str) -> np.ndarray:
@@ -159,15 +171,17 @@ def styles_at(styles: Sequence[np.ndarray], size: int, config: StyleConfig) -> l
 
 
 def initial_image(config: StyleConfig, content: np.ndarray, start: np.ndarray | None = None) -> jax.Array:
-    """The starting image: the photo, white noise from ``config.seed``, or the ``start`` image
-    (``config.init``'s file, decoded by :func:`prepare_job`; loaded here if not given)."""
+    """The starting image: ``start`` when given (``config.init``'s file as decoded by
+    :func:`prepare_job`, or a video frame's warped previous output), else the photo, white noise
+    from ``config.seed``, or ``config.init``'s file."""
+    if start is not None:
+        return jnp.asarray(image_io.resize_exact(start, content.shape[:2]))
     if config.init == "content":
         return jnp.asarray(content)
     if config.init == "noise":
         uniform = jax.random.uniform(jax.random.key(config.seed), content.shape, jnp.float32)
         return uniform if config.noise_scale == 1 else 0.5 + config.noise_scale * (uniform - 0.5)
-    start = image_io.load_image(config.init) if start is None else start
-    return jnp.asarray(image_io.resize_exact(start, content.shape[:2]))
+    return jnp.asarray(image_io.resize_exact(image_io.load_image(config.init), content.shape[:2]))
 
 
 _NORMALIZED: dict = {}  # (weights' sha256, pooling) -> the normalised weights: calibration costs seconds
@@ -215,8 +229,9 @@ def images_at(content: np.ndarray, styles: Sequence[np.ndarray], size: int, conf
     return content_k, styles_at(styles, size, config)
 
 
-def objective_spec(config: StyleConfig, regions: Regions | None = None) -> objective.ObjectiveSpec:
+def objective_spec(config: StyleConfig, regions: Regions | None = None, temporal: bool = False) -> objective.ObjectiveSpec:
     return objective.ObjectiveSpec(
+        temporal=temporal,
         regions=0 if regions is None else len(regions.colours),
         content_layers=tuple(config.content_layers),
         style_layers=tuple(config.style_term_layers),
@@ -271,16 +286,30 @@ def coefficients(config: StyleConfig, n_styles: int, regions: Regions | None = N
 
 
 def make_problem(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig,
-                 tiles: tiling.TilePlan | None = None, regions: Regions | None = None) -> objective.Problem:
+                 tiles: tiling.TilePlan | None = None, regions: Regions | None = None,
+                 temporal: Temporal | None = None) -> objective.Problem:
     """The :class:`objective.Problem` of these images (one scale's) under ``config``.
 
     With a tile plan, the targets are computed crop by crop too (forward only), so a huge photo or
     painting never needs its whole activations at once. With ``regions``, the style targets are
-    each region's guided Gram matrices (``jaxstyle.masks``).
+    each region's guided Gram matrices (``jaxstyle.masks``). With ``temporal`` (a video frame), its
+    target and mask resized to this scale.
     """
-    spec = objective_spec(config, regions)
-    if regions is not None:
-        return _guided_problem(weights, content, styles, config, spec, regions, tiles)
+    spec = objective_spec(config, regions, temporal is not None)
+    problem = (_guided_problem(weights, content, styles, config, spec, regions, tiles) if regions is not None
+               else _plain_problem(weights, content, styles, config, spec, tiles))
+    if temporal is None:
+        return problem
+    shape = content.shape[:2]
+    return problem.replace(temporal={
+        "target": jnp.asarray(image_io.resize_exact(temporal.target, shape)),
+        "mask": jnp.asarray(image_io.resize_exact(temporal.mask[..., None], shape)[..., 0]),
+        "weight": jnp.float32(temporal.weight),
+    })
+
+
+def _plain_problem(weights, content, styles, config, spec, tiles) -> objective.Problem:
+    """Targets without regions: the photo's features and each painting's style statistic."""
     style_tiles = [tiles.tile if tiles is not None else _style_tile(s.shape, config) for s in styles]
     if tiles is None and not any(style_tiles):
         targets = objective.make_targets(weights, jnp.asarray(content), [jnp.asarray(s) for s in styles], spec)
@@ -314,8 +343,8 @@ def _guided_problem(weights, content, styles, config, spec, regions: Regions, ti
     Crop by crop (forward only) when the output (``tiles``) or a painting needs tiling."""
     n = len(regions.colours)
     layers = spec.style_layers
-    content_masks = masks.at_layers(masks.one_hot(regions.content, n, content.shape[:2]), layers, config.mask_propagation)
-    masks.check_regions(content_masks, regions.colours, "content mask")
+    content_masks = _layer_masks(masks.one_hot(regions.content, n, content.shape[:2]), layers, config,
+                                 regions.colours, "content mask")
     per_style = []
     for k, s in enumerate(styles):
         tile = tiles.tile if tiles is not None else _style_tile(s.shape, config)
@@ -324,10 +353,8 @@ def _guided_problem(weights, content, styles, config, spec, regions: Regions, ti
             index = image_io.resize_nearest(regions.styles[k], s.shape[:2])
             lookup = [regions.style_colours[k].index(c) if c in regions.style_colours[k] else -1 for c in regions.colours]
             own = np.stack([index == j for j in lookup]).astype(np.float32)  # (R, H, W); a row of zeros if absent
-            style_masks = masks.at_layers(own, layers, config.mask_propagation)
-            present = [r for r in range(n) if lookup[r] >= 0]
-            masks.check_regions({layer: m[np.asarray(present)] for layer, m in style_masks.items()},
-                                [regions.colours[r] for r in present], f"style mask {k + 1}")
+            present = np.asarray([r for r in range(n) if lookup[r] >= 0])
+            style_masks = _layer_masks(own, layers, config, regions.colours, f"style mask {k + 1}", present)
         image = jnp.asarray(s)
         if tile:
             whole = tiling.style_statistics(weights, image, layers, spec.pooling, "gram", tile)
@@ -352,6 +379,19 @@ def _guided_problem(weights, content, styles, config, spec, regions: Regions, ti
         style={layer: jnp.stack([p[layer] for p in per_style], axis=1) for layer in layers},  # (R, S, C, C)
     )
     return objective.Problem(weights, targets, coefficients(config, len(styles), regions), spec, content_masks)
+
+
+def _layer_masks(one_hot: np.ndarray, layers, config: StyleConfig, colours, what: str, present=None) -> dict:
+    """Region masks at each layer (``masks.layer_masks``), said once where an eroded region falls
+    back to its downsampled mask, and checked: every region present keeps some mass at every layer."""
+    out, replaced = masks.layer_masks(one_hot, layers, config.mask_propagation)
+    present = np.arange(len(colours)) if present is None else present
+    for r, layer in replaced:
+        if r in present:
+            image_io.warn_once(f"region colour {colours[r]} of the {what} is narrower than {layer}'s receptive field: "
+                               f"its downsampled mask is used at {layer} (features there mix it with its neighbours)")
+    masks.check_regions({layer: m[present] for layer, m in out.items()}, [colours[r] for r in present], what)
+    return out
 
 
 def _style_tile(shape: tuple[int, ...], config: StyleConfig) -> int | None:

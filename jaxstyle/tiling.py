@@ -274,7 +274,7 @@ def terms_from_parts(parts, x, problem) -> dict:
                                                  spec.normalization)
                for layer in spec.content_layers]
     style = [_style_term(parts["style"][layer], layer, x.shape, problem) for layer in spec.style_layers]
-    return objective.weighted_terms(content, style, x, coef, spec)
+    return objective.weighted_terms(content, style, x, coef, spec, problem.temporal)
 
 
 def _style_term(parts, layer: str, shape, problem):

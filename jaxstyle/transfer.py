@@ -93,6 +93,7 @@ class _Whole:
             coef=self._put(objective.stack([p.coef for p in problems]), self.sharding),
             spec=first.spec,
             masks=self._put(objective.stack([p.masks for p in problems]), self.sharding),
+            temporal=self._put(objective.stack([p.temporal for p in problems]), self.sharding),
         )
 
     def stack(self, values: list) -> jax.Array:
@@ -233,7 +234,7 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
         if tiles is not None and log is not None:
             log(tiles.describe())
         previous, evaluator = evaluator, _Tiled(config, tiles) if tiles is not None else _Whole(config, devices)
-        problem = evaluator.problem([make_problem(weights, c, s, p.config, tiles, p.regions)
+        problem = evaluator.problem([make_problem(weights, c, s, p.config, tiles, p.regions, p.temporal)
                                      for (c, s), p in zip(images, prepared)])
         if x is None:
             x = evaluator.stack([initial_image(p.config, c, p.start) for (c, _), p in zip(images, prepared)])

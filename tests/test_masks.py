@@ -102,13 +102,23 @@ def test_downsampled_masks_are_block_means():
     np.testing.assert_allclose(got.sum(axis=0), 1.0, atol=1e-6)  # still a partition, with soft borders
 
 
-def test_a_region_eroded_away_is_refused():
+def test_a_region_eroded_away_falls_back_to_its_downsampled_mask_and_an_empty_one_is_refused():
     index = np.zeros((64, 64), np.int32)
     index[30:34, 30:34] = 1  # a 4x4 px region: gone by relu3_1 once eroded
     m = masks.one_hot(index, 2)
-    masks.check_regions(masks.at_layers(m, ["relu3_1"], "downsample"), [(0, 0, 0), (9, 9, 9)])
+    eroded = masks.at_layers(m, ["relu1_1", "relu3_1"], "eroded")
     with pytest.raises(JaxstyleError, match=r"region 2 \(colour \(9, 9, 9\)\) of the mask is empty at relu3_1"):
-        masks.check_regions(masks.at_layers(m, ["relu3_1"], "eroded"), [(0, 0, 0), (9, 9, 9)])
+        masks.check_regions(eroded, [(0, 0, 0), (9, 9, 9)])
+    settled, replaced = masks.layer_masks(m, ["relu1_1", "relu3_1"], "eroded")
+    soft = masks.at_layers(m, ["relu3_1"], "downsample")["relu3_1"]
+    assert replaced == [(1, "relu3_1")]  # at relu1_1 (one erosion) its 2x2 centre is left
+    np.testing.assert_array_equal(settled["relu3_1"][1], soft[1])
+    np.testing.assert_array_equal(settled["relu3_1"][0], eroded["relu3_1"][0])  # the other region stays eroded
+    np.testing.assert_array_equal(settled["relu1_1"], eroded["relu1_1"])
+    masks.check_regions(settled, [(0, 0, 0), (9, 9, 9)])
+    empty = masks.one_hot(np.zeros((64, 64), np.int32), 2)  # region 2 has no pixel at all
+    with pytest.raises(JaxstyleError, match="region 2"):
+        masks.check_regions(masks.layer_masks(empty, ["relu3_1"])[0], [(0, 0, 0), (9, 9, 9)])
 
 
 def _texture(h, w, colour_a, colour_b, period=6):

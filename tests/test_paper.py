@@ -191,3 +191,37 @@ def test_texture_keeps_the_configs_noise_scale_and_needs_no_content_image():
         jaxstyle.stylize(None, STYLE, cfg.replace(content_layers=("relu2_2",)))
     reconstruction = paper.reconstruct(CONTENT, "relu2_2", StyleConfig.paper(size=32, steps=2, normalize_vgg=False))
     assert reconstruction.config.style_layers == () and np.isfinite(reconstruction.terms["total"])
+
+
+def test_figure_spatial_guided_against_unguided(tmp_path, capsys):
+    """The spatial figure: the guided run has the photo's two regions, each from its own painting
+    (its config names the masks), the unguided one blends both paintings everywhere; a mask that is
+    not two regions, or a horizon outside the image, ends with one line and no output."""
+    from .conftest import smooth_image, stripes
+
+    c, s1, s2 = tmp_path / "c.png", tmp_path / "s1.png", tmp_path / "s2.png"
+    jaxstyle.save_image(smooth_image(36, 48), c)
+    jaxstyle.save_image(stripes(40, 40), s1)
+    jaxstyle.save_image(smooth_image(40, 40, 2.0), s2)
+    config = StyleConfig.paper(size=48, steps=3, normalize_vgg=False)
+    sheet, res = paper.figure_spatial(str(c), [str(s1), str(s2)], config, horizon=0.4)
+    guided, unguided = res["guided"], res["unguided"]
+    assert guided.config.content_mask is not None and len(guided.config.style_masks) == 2
+    assert unguided.config.content_mask is None
+    assert guided.image.shape == unguided.image.shape == (36, 48, 3)
+    assert np.abs(guided.image - unguided.image).mean() > 1e-3
+    sheet = np.asarray(sheet)
+    tinted = np.abs(sheet.astype(int) - (np.array([255, 153, 0]) + 255 * smooth_image(1, 1)[0, 0]) // 2).sum(-1)
+    assert sheet.shape[1] > 6 * 150 and (tinted < 60).any()  # the regions cell is tinted orange on top
+
+    out = tmp_path / "f.png"
+    three = np.zeros((36, 48, 3), np.uint8)
+    three[:12], three[12:24] = (255, 0, 0), (0, 255, 0)
+    jaxstyle.save_image(three, tmp_path / "three.png")
+    common = ["--content", str(c), "--styles", str(s1), str(s2), "-o", str(out), "--size", "48", "--steps", "2",
+              "--plain-vgg", "--quiet"]
+    assert cli.main(["figure", "spatial", "--content-mask", str(tmp_path / "three.png")] + common) == 2
+    assert "3 colours" in capsys.readouterr().err and not out.exists()
+    assert cli.main(["figure", "spatial", "--horizon", "1.5"] + common) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--horizon" in err and len(err.splitlines()) == 1 and not out.exists()

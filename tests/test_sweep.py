@@ -184,3 +184,24 @@ def test_json_specs_work_too(images):
                                           "grid": {"seed": [1, 2]}}), "spec.json")
     jobs = expand(load_spec(spec), images)
     assert [j.config.seed for j in jobs] == [1, 2] and jobs[0].id != jobs[1].id
+
+
+def test_sweeps_over_the_mrf_loss_and_region_masks(images):
+    """Style losses and masks are options like any other: a zip over an MRF job and a masked Gram
+    job is two compiled groups; masks named relative to the spec are found (JSON null: no mask), and
+    every job is recorded with its config."""
+    labels = np.zeros((33, 44, 3), np.float32)
+    labels[:, 22:] = 1.0
+    image.save_image(labels, images / "m.png")
+    image.save_image(np.zeros((40, 40, 3), np.float32), images / "black.png")
+    image.save_image(np.ones((40, 40, 3), np.float32), images / "white.png")
+    spec = write_spec(images, json.dumps({
+        "base": {"size": 32, "steps": 2, "content": "c.png", "style": ["s.png", "s2.png"]},
+        "zip": {"style_loss": ["mrf", "gram"], "content_mask": [None, "m.png"],
+                "style_masks": [None, ["black.png", "white.png"]]},
+    }), "spec.json")
+    assert run_sweep(spec, images / "out") == {"total": 2, "skipped": 0, "done": 2, "failed": 0, "groups": 2}
+    entries = {e["config"]["style_loss"]: e for e in map(json.loads, (images / "out" / MANIFEST).read_text().splitlines())}
+    assert entries["mrf"]["config"]["content_mask"] is None
+    assert entries["gram"]["config"]["content_mask"] == str(images / "m.png")
+    assert all(e["status"] == "ok" and np.isfinite(e["terms"]["style"]) for e in entries.values())
