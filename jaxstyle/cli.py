@@ -588,7 +588,7 @@ def run_video(args: argparse.Namespace, argv) -> int:
         if bar is not None:
             bar.close()
     per_frame = f", {summary['seconds_per_frame']:.1f} s per frame" if summary["seconds_per_frame"] else ""
-    print(f"wrote {args.output} ({summary['frames']} frames: {summary['done']} stylised now, {summary['skipped']} "
+    print(f"wrote {args.output} ({summary['frames']} frame(s): {summary['done']} stylised now, {summary['skipped']} "
           f"already done{per_frame}; frames in {summary['folder']})", file=sys.stderr)
     return 0
 

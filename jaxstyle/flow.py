@@ -67,7 +67,8 @@ def consistency(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     flow and then the forward flow does not come back: ``|w~ + w^|^2 > 0.01 (|w~|^2 + |w^|^2) + 0.5``
     with ``w^ = backward(p)`` and ``w~ = forward(p + w^)``; it lies on a *motion boundary* when
     ``|grad w^_x|^2 + |grad w^_y|^2 > 0.01 |w^|^2 + 0.002`` (Sundaram, Brox and Keutzer 2010, the
-    thresholds Ruder et al. use). Both get weight 0.
+    thresholds Ruder et al. use). So is a pixel whose backward flow leaves frame t-1 (what a pan or
+    zoom brings in at the edges: the warp could only smear the border there). All get weight 0.
     """
     there = warp(forward, backward)  # w~: the forward flow at the pixel's position in frame t-1
     total = there + backward
@@ -75,4 +76,8 @@ def consistency(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     dy = np.gradient(backward, axis=0)
     dx = np.gradient(backward, axis=1)
     boundary = np.sum(dx**2 + dy**2, -1) > 0.01 * np.sum(backward**2, -1) + 0.002
-    return (~(occluded | boundary)).astype(np.float32)
+    h, w = backward.shape[:2]
+    xs = np.arange(w, dtype=np.float32).reshape(1, w) + backward[..., 0]
+    ys = np.arange(h, dtype=np.float32).reshape(h, 1) + backward[..., 1]
+    outside = (xs < -0.5) | (xs > w - 0.5) | (ys < -0.5) | (ys > h - 0.5)  # beyond the edge pixels' extent
+    return (~(occluded | boundary | outside)).astype(np.float32)

@@ -119,8 +119,9 @@ def settings_key(source: frames.Source, styles: Sequence[str], config: StyleConf
     return hashlib.sha256(text.encode()).hexdigest()[:16], settings
 
 
-def finished(folder: Path, key: str, first: int) -> dict[int, dict]:
-    """The frames already done under ``key``, from the first of the selection on without a gap: ``{frame: entry}``.
+def finished(folder: Path, key: str, first: int, stop: int | None = None) -> dict[int, dict]:
+    """The frames already done under ``key``, from ``first`` on without a gap (and before ``stop``):
+    ``{frame: entry}``.
 
     A torn last line (a kill mid-write) is ignored; entries under another key mean the folder holds
     another video's frames, which are refused, not mixed in.
@@ -143,7 +144,7 @@ def finished(folder: Path, key: str, first: int) -> dict[int, dict]:
         if (folder / entry["file"]).is_file():
             entries[entry["frame"]] = entry
     done, index = {}, first
-    while index in entries:
+    while index in entries and (stop is None or index < stop):
         done[index] = entries[index]
         index += 1
     return done
@@ -193,7 +194,7 @@ def stylize_video(video: str | os.PathLike, styles: Sequence[str], output: str |
     _, paintings = prepare_colour(content, paintings, config)
     regions = load_regions(config, content, paintings)
     folder.mkdir(parents=True, exist_ok=True)
-    done = finished(folder, key, source.start)
+    done = finished(folder, key, source.start, source.stop)
     text = json.dumps({"key": key, **settings}, indent=2, default=str)
     image_io.atomic_write(folder / SETTINGS, lambda tmp: Path(tmp).write_text(text + "\n"))
     previous = previous_output = None

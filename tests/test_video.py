@@ -90,6 +90,17 @@ def test_consistency_marks_the_disoccluded_band(clip):
         assert (c[far] == 0).mean() < 0.05
 
 
+def test_what_a_pan_brings_in_at_the_edge_is_not_trusted():
+    from jaxstyle.examples import pan
+
+    shots = pan(smooth_image(40, 80), 3, 32, 60, step=3)
+    backward = np.zeros((32, 60, 2), np.float32)
+    backward[..., 0] = 3.0  # frame t's pixel x was at x + 3 in frame t-1
+    np.testing.assert_allclose(flow.warp(shots[1], backward)[:, :-3], shots[2][:, :-3], atol=1e-5)
+    c = flow.consistency(-backward, backward)
+    assert (c[:, -3:] == 0).all() and (c[:, :-3] == 1).all()
+
+
 def test_the_temporal_term_is_ruders_and_tiles_exactly(weights):
     h, w = 90, 107
     cfg = StyleConfig(size=w, style_layers=("relu1_1", "relu2_1", "relu3_1"), content_layers=("relu3_2",))
@@ -242,6 +253,8 @@ def test_another_videos_frames_are_refused_not_mixed(tmp_path, capsys):
     assert cli.main(["video", *common]) == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("frame_*.png")) == [video.frame_name(0), video.frame_name(1)]
     assert "2 stylised now" in capsys.readouterr().err
+    assert cli.main(["video", *common, "--frames", ":1"]) == 0  # a shorter range: the done frames within it
+    assert "(1 frame(s): 0 stylised now, 1 already done" in capsys.readouterr().err
     _one_line_error(capsys, common + ["--style-weight", "3"], "other settings")
     with pytest.raises(JaxstyleError, match="other settings"):
         video.finished(tmp_path / "out", "another key", 0)
