@@ -3,7 +3,9 @@
 The objective of Gatys et al. (2015) depends on the image only through sums over positions: the
 content term through the summed squared error of feature maps (eq. 1), each style layer through
 ``S1 = sum_p f_p`` and ``S2 = sum_p f_p f_p^T`` (the Gram matrix is ``S2 / M``; mean and covariance
-for the Wasserstein loss come from both). Call these sums the *parts*. One evaluation then runs in
+for the Wasserstein loss come from both; a region's guided Gram from ``sum_p m_p f_p f_p^T``), and
+the MRF term (``jaxstyle.mrf``) through the summed error of its output patches, each owned by the
+tile its anchor falls in. Call these sums the *parts*. One evaluation then runs in
 two passes over tiles of the image:
 
 1. forward only, each tile computes its share of the parts (``_forward``);
