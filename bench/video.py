@@ -30,17 +30,6 @@ from pathlib import Path
 import numpy as np
 
 
-def flicker(shots, outputs) -> float:
-    from jaxstyle import flow
-
-    values = []
-    for t in range(1, len(shots)):
-        forward, backward = flow.flow(shots[t - 1], shots[t]), flow.flow(shots[t], shots[t - 1])
-        c = flow.consistency(forward, backward)[..., None]
-        values.append(float(np.sum(c * (outputs[t] - flow.warp(outputs[t - 1], backward)) ** 2) / (3 * c.sum())))
-    return float(np.mean(values))
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=256, help="long side of the frames")
@@ -80,7 +69,7 @@ def main() -> int:
                             progress=lambda done: seconds.append(done.seconds))
         outputs[name] = [image.load_image(work / name.replace(" ", "_") / video.frame_name(t)) for t in range(len(shots))]
         rows.append((name, statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0],
-                     flicker(shots, outputs[name])))
+                     flow.flicker(shots, outputs[name])))
     print(f"{len(shots)} frames of {shots[0].shape[1]}x{shots[0].shape[0]}, {args.steps} L-BFGS steps a frame, "
           f"temporal weight {weight:g}, flow {default.flow} ({flow_s:.3f} s a frame pair), "
           f"device {jax.devices()[0].device_kind}")

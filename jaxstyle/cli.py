@@ -495,6 +495,45 @@ def run_weights_convert(args, argv) -> int:
     return 0
 
 
+class _Bar:
+    """A progress bar over jobs or frames, made at the first report (when the total is known and the
+    inputs have been checked), closed on leaving its ``with``; nothing when ``quiet``."""
+
+    def __init__(self, quiet: bool, unit: str, desc: str):
+        self.quiet, self.unit, self.desc, self.bar = quiet, unit, desc, None
+
+    def show(self, done: int, total: int, **postfix) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=max(0, done - 1), unit=self.unit, desc=self.desc, dynamic_ncols=True)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        if postfix:
+            self.bar.set_postfix(**postfix)
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def _resumable(count, what: str, where):
+    """On Ctrl-C or SIGTERM, say how many finished items (``count()``) stay in ``where`` for a rerun."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        done = count()
+        if done:
+            interrupt.keep(f"{done} finished {what}(s) in {where} (run the same command again to resume)")
+        raise
+
+
 def run_sweep(args: argparse.Namespace, argv) -> int:
     from . import cluster
     from .hub import load as load_weights
@@ -509,32 +548,16 @@ def run_sweep(args: argparse.Namespace, argv) -> int:
     processes = cluster.ALONE
     if args.distributed:
         processes = cluster.start(args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
-    bar = None
+    bar = _Bar(args.quiet, unit="job", desc="sweep")  # appears once the spec and the folder have been checked
 
-    def progress(done, total):  # the bar appears once the spec and the folder have been checked
-        nonlocal bar
-        if args.quiet:
-            return
-        if bar is None:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, unit="job", desc="sweep", dynamic_ncols=True)
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        counts = sweep(args.spec, args.output, batch_size=args.batch, weights=load_weights(args.weights),
-                       progress=progress, processes=processes)
-    except KeyboardInterrupt:
+    def kept() -> int:
         from .sweep import done_ids
 
-        done = len(done_ids(Path(args.output))) if Path(args.output).is_dir() else 0
-        if done:
-            interrupt.keep(f"{done} finished job(s) in {args.output} (run the same command again to resume)")
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+        return len(done_ids(Path(args.output))) if Path(args.output).is_dir() else 0
+
+    with bar, _resumable(kept, "job", args.output):
+        counts = sweep(args.spec, args.output, batch_size=args.batch, weights=load_weights(args.weights),
+                       progress=bar.show, processes=processes)
     who = f" (process {processes.index} of {processes.count})" if processes.count > 1 else ""
     print(f"sweep{who}: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed, "
           f"{counts['groups']} compiled group(s); results in {args.output}"
@@ -563,30 +586,14 @@ def run_video(args: argparse.Namespace, argv) -> int:
     if folder.is_dir() and Path(args.video).is_dir() and same_file(folder, args.video):
         raise JaxstyleError(f"-o {args.output!r} is the input folder: its frames would be overwritten; choose another -o")
     weights = load_weights(args.weights)
-    bar = None
+    bar = _Bar(args.quiet, unit="frame", desc="video")
 
     def progress(p):
-        nonlocal bar
-        if args.quiet:
-            return
-        if bar is None:
-            from tqdm.auto import tqdm
+        bar.show(p.done, p.total, s_per_frame=f"{p.seconds:.1f}", loss=f"{p.loss:.4g}")
 
-            bar = tqdm(total=p.total, initial=p.done - 1, unit="frame", desc="video", dynamic_ncols=True)
-        bar.update(p.done - bar.n)
-        bar.set_postfix(s_per_frame=f"{p.seconds:.1f}", loss=f"{p.loss:.4g}")
-
-    try:
-        with _device(args.device):
-            summary = stylize_video(args.video, args.styles, output, config, options, weights=weights, progress=progress)
-    except KeyboardInterrupt:
-        kept = len(list(folder.glob("frame_*.png"))) if folder.is_dir() else 0
-        if kept:
-            interrupt.keep(f"{kept} finished frame(s) in {folder} (run the same command again to resume)")
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+    with bar, _resumable(lambda: len(list(folder.glob("frame_*.png"))) if folder.is_dir() else 0, "frame", folder), \
+            _device(args.device):
+        summary = stylize_video(args.video, args.styles, output, config, options, weights=weights, progress=progress)
     per_frame = f", {summary['seconds_per_frame']:.1f} s per frame" if summary["seconds_per_frame"] else ""
     print(f"wrote {args.output} ({summary['frames']} frame(s): {summary['done']} stylised now, {summary['skipped']} "
           f"already done{per_frame}; frames in {summary['folder']})", file=sys.stderr)

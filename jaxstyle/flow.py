@@ -81,3 +81,16 @@ def consistency(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     ys = np.arange(h, dtype=np.float32).reshape(h, 1) + backward[..., 1]
     outside = (xs < -0.5) | (xs > w - 0.5) | (ys < -0.5) | (ys > h - 0.5)  # beyond the edge pixels' extent
     return (~(occluded | boundary | outside)).astype(np.float32)
+
+
+def flicker(frames, outputs, method: str = "dis") -> float:
+    """Ruder et al.'s measure of temporal consistency: the mean over frames of the squared
+    difference between output t and output t-1 warped into it by the flow between input frames
+    t and t-1, where that flow is trusted (:func:`consistency`). ``frames`` and ``outputs``: lists
+    of (H, W, 3) arrays of one size."""
+    values = []
+    for t in range(1, len(frames)):
+        forward, backward = flow(frames[t - 1], frames[t], method), flow(frames[t], frames[t - 1], method)
+        c = consistency(forward, backward)[..., None]
+        values.append(float(np.sum(c * (outputs[t] - warp(outputs[t - 1], backward)) ** 2) / (3 * c.sum())))
+    return float(np.mean(values))

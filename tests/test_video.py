@@ -126,17 +126,6 @@ def test_the_temporal_term_is_ruders_and_tiles_exactly(weights):
     assert small.temporal["target"].shape == (45, 53, 3) and small.temporal["mask"].shape == (45, 53)
 
 
-def flicker(shots: list, outputs: list) -> float:
-    """Mean over frames of the squared difference between output t and output t-1 warped into it,
-    where the flow between the input frames is trusted (Ruder et al.'s measure of temporal consistency)."""
-    values = []
-    for t in range(1, len(shots)):
-        forward, backward = flow.flow(shots[t - 1], shots[t]), flow.flow(shots[t], shots[t - 1])
-        c = flow.consistency(forward, backward)[..., None]
-        values.append(float(np.sum(c * (outputs[t] - flow.warp(outputs[t - 1], backward)) ** 2) / (3 * c.sum())))
-    return float(np.mean(values))
-
-
 def test_the_temporal_loss_cuts_the_flicker_and_compiles_once(tmp_path, clip, caplog):
     shots, _ = clip
     shots = shots[:5]
@@ -156,7 +145,7 @@ def test_the_temporal_loss_cuts_the_flicker_and_compiles_once(tmp_path, clip, ca
     # for all ten frames.
     assert len([r for r in caplog.records if r.getMessage().startswith("Compiling jit(step)")]) == 1
     small = [image.resize_exact(s, results["temporal"][0].shape[:2]) for s in shots]
-    independent, temporal = flicker(small, results["independent"]), flicker(small, results["temporal"])
+    independent, temporal = flow.flicker(small, results["independent"]), flow.flicker(small, results["temporal"])
     assert temporal * 4 < independent, (temporal, independent)
     # The first frame is a plain image run: the same either way.
     np.testing.assert_allclose(results["temporal"][0], results["independent"][0], atol=2 / 255)
