@@ -9,6 +9,7 @@ frame at the output size), nothing is downloaded. Three runs of the same setting
   independent   every frame from the photo (--init content), no temporal loss: per-frame stylisation
   warp start    every frame from the previous output warped by the flow, no temporal loss
   temporal      warp start and the temporal loss (--temporal-weight, Ruder et al. 2016)
+  temporal/N    the same with N steps for every frame after the first (--frame-steps N)
 
 Columns:
   s/frame    median seconds of a frame's optimisation (frames after the first: no compilation)
@@ -37,6 +38,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=50, help="L-BFGS steps per frame")
     p.add_argument("--temporal-weight", type=float, default=None, help="default: jaxstyle's")
     p.add_argument("--gif", default=None, help="also write input | independent | temporal side by side as a GIF")
+    p.add_argument("--frame-steps", type=int, default=None,
+                   help="also time the temporal run with this many steps for the frames after the first")
     args = p.parse_args()
 
     import jax
@@ -62,22 +65,25 @@ def main() -> int:
     runs = {"independent": video.VideoOptions(temporal_weight=0.0, warp_start=False),
             "warp start": video.VideoOptions(temporal_weight=0.0),
             "temporal": video.VideoOptions(temporal_weight=weight)}
+    if args.frame_steps:
+        runs[f"temporal/{args.frame_steps}"] = video.VideoOptions(temporal_weight=weight, frame_steps=args.frame_steps)
     outputs, rows = {}, []
     for name, options in runs.items():
         seconds = []
-        video.stylize_video(work / "in", [str(STYLE)], work / name.replace(" ", "_"), config, options,
+        folder = work / name.replace(" ", "_").replace("/", "_")
+        video.stylize_video(work / "in", [str(STYLE)], folder, config, options,
                             progress=lambda done: seconds.append(done.seconds))
-        outputs[name] = [image.load_image(work / name.replace(" ", "_") / video.frame_name(t)) for t in range(len(shots))]
+        outputs[name] = [image.load_image(folder / video.frame_name(t)) for t in range(len(shots))]
         rows.append((name, statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0],
                      flow.flicker(shots, outputs[name])))
     print(f"{len(shots)} frames of {shots[0].shape[1]}x{shots[0].shape[0]}, {args.steps} L-BFGS steps a frame, "
           f"temporal weight {weight:g}, flow {default.flow} ({flow_s:.3f} s a frame pair), "
           f"device {jax.devices()[0].device_kind}")
-    header = f"{'run':<12} {'s/frame':>8} {'flicker':>9} {'vs indep.':>9}"
+    header = f"{'run':<14} {'s/frame':>8} {'flicker':>9} {'vs indep.':>9}"
     print(header)
     print("-" * len(header))
     for name, per_frame, value in rows:
-        print(f"{name:<12} {per_frame:8.2f} {1e4 * value:9.2f} {rows[0][2] / value:8.1f}x")
+        print(f"{name:<14} {per_frame:8.2f} {1e4 * value:9.2f} {rows[0][2] / value:8.1f}x")
     if args.gif:
         side = [np.concatenate([shots[t], outputs["independent"][t], outputs["temporal"][t]], axis=1)
                 for t in range(len(shots))]

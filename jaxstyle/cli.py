@@ -228,6 +228,8 @@ def _add_video_parser(sub) -> None:
     _add(v, "--fps", type=float, default=None, shown="the input's", help="frame rate of the output video")
     _add(v, "--warp-start", action=argparse.BooleanOptionalAction, default=default.warp_start,
          help="start each frame from the warped previous output (else from --init)")
+    _add(v, "--frame-steps", type=int, default=None, metavar="N", shown="--steps",
+         help="iterations for each frame after the first (it starts near its result)")
     _add(v, "--weights", default=DEFAULT_WEIGHTS, help="as for the main command")
     _add(v, "--preset", choices=tuple(PRESETS), default="default", help="as for the main command")
     _add(v, "--device", choices=DEVICES, default=None, shown="JAX's default", help="run on this kind of device")
@@ -573,7 +575,8 @@ def run_video(args: argparse.Namespace, argv) -> int:
     from .video import VideoOptions, frames_folder, stylize_video
 
     config = config_from_args(args, given_options(argv))
-    options = VideoOptions(args.temporal_weight, args.flow, parse_frames(args.frames), args.fps, args.warp_start).validate()
+    options = VideoOptions(args.temporal_weight, args.flow, parse_frames(args.frames), args.fps, args.warp_start,
+                           args.frame_steps).validate()
     output = Path(args.output)
     if output.suffix.lower() in OUTPUT_FORMATS:
         raise JaxstyleError(f"-o {args.output!r} is an image; give a video file (.mp4, …) or a folder for the frames")

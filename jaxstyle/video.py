@@ -57,6 +57,9 @@ class VideoOptions:
       warp_start: start each frame from the previous output warped into it (Ruder et al.'s best
         initialisation); ``False``: from ``config.init``, like independent images (with
         ``temporal_weight=0``: per-frame stylisation, the flickering baseline).
+      frame_steps: iterations for every frame after the first (which runs ``config.steps``): a
+        frame that starts from the warped previous output needs fewer (Ruder et al. also spend
+        fewer on them); ``None``: ``config.steps``. The step program is the same: no recompilation.
     """
 
     temporal_weight: float = TEMPORAL_WEIGHT
@@ -64,8 +67,12 @@ class VideoOptions:
     frames: tuple[int, int | None] = (0, None)
     fps: float | None = None
     warp_start: bool = True
+    frame_steps: int | None = None
 
     def validate(self) -> "VideoOptions":
+        if self.frame_steps is not None and (isinstance(self.frame_steps, bool) or not isinstance(self.frame_steps, int)
+                                             or self.frame_steps < 1):
+            raise JaxstyleError(f"--frame-steps (={self.frame_steps!r}) must be a positive number of iterations")
         if not (isinstance(self.temporal_weight, (int, float)) and np.isfinite(self.temporal_weight)
                 and self.temporal_weight >= 0):
             raise JaxstyleError(f"--temporal-weight (={self.temporal_weight!r}) must be a finite number >= 0, e.g. 200")
@@ -114,6 +121,7 @@ def settings_key(source: frames.Source, styles: Sequence[str], config: StyleConf
     settings = {"video": str(Path(source.path).resolve()), "first_frame": source.start,
                 "styles": [str(Path(s).resolve()) for s in styles], "config": dataclasses.asdict(config),
                 "temporal_weight": float(options.temporal_weight), "flow": options.flow, "warp_start": options.warp_start,
+                "frame_steps": options.frame_steps,
                 "weights_sha256": weights_sha256}
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16], settings
@@ -204,16 +212,21 @@ def stylize_video(video: str | os.PathLike, styles: Sequence[str], output: str |
         if index in done:
             previous, previous_output = frame, image_io.load_image(path)
             continue
+        frame_config = config
         if previous is None:  # the first frame: the image defaults, temporal weight 0 (same program)
             start, temporal = None, Temporal(np.zeros_like(frame), np.zeros(frame.shape[:2], np.float32), 0.0)
         else:
             temporal = _link(previous, previous_output, frame, options, config)
             start = temporal.target if options.warp_start else None
+            if options.frame_steps is not None:
+                frame_config = config.replace(steps=options.frame_steps)
         t0 = time.perf_counter()
-        (result,) = run([Prepared(frame, paintings, start, config, regions, temporal)], weights=weights, strict=True)
+        (result,) = run([Prepared(frame, paintings, start, frame_config, regions, temporal)], weights=weights,
+                        strict=True)
         image_io.save_image(result.image, path)
         elapsed = time.perf_counter() - t0
         _record(folder, {"frame": index, "file": path.name, "key": key, "seconds": round(elapsed, 3),
+                         "steps": len(result.history),
                          "terms": {k: float(v) for k, v in result.terms.items()}})
         previous, previous_output = frame, image_io.load_image(path)  # as a resumed run would read it back
         stylised, seconds = stylised + 1, seconds + elapsed

@@ -245,5 +245,11 @@ def test_another_videos_frames_are_refused_not_mixed(tmp_path, capsys):
     assert cli.main(["video", *common, "--frames", ":1"]) == 0  # a shorter range: the done frames within it
     assert "(1 frame(s): 0 stylised now, 1 already done" in capsys.readouterr().err
     _one_line_error(capsys, common + ["--style-weight", "3"], "other settings")
+    # Fewer iterations for the frames after the first, recorded per frame.
+    fewer = common[:3] + [str(tmp_path / "fewer")] + common[4:] + ["--frame-steps", "1"]
+    assert cli.main(["video", *fewer]) == 0 and "2 stylised now" in capsys.readouterr().err
+    steps = [json.loads(line)["steps"] for line in (tmp_path / "fewer" / video.MANIFEST).read_text().splitlines()]
+    assert steps == [2, 1]
+    _one_line_error(capsys, fewer + ["--frame-steps", "0"], "--frame-steps")
     with pytest.raises(JaxstyleError, match="other settings"):
         video.finished(tmp_path / "out", "another key", 0)
