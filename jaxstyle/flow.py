@@ -12,6 +12,8 @@ The flow comes from OpenCV (``opencv-python-headless``, the ``video`` extra): DI
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 from .errors import JaxstyleError
@@ -19,12 +21,13 @@ from .errors import JaxstyleError
 FLOWS = ("dis", "farneback")
 
 
-def _cv2():
+def video_extra(name: str):
+    """The module ``name`` of the video extra (``"av"``, ``"cv2"``), or one line naming the fix."""
     try:
-        import cv2
+        return importlib.import_module(name)
     except ImportError:
-        raise JaxstyleError("optical flow needs OpenCV, part of the video extra: pip install 'jaxstyle[video]'") from None
-    return cv2
+        raise JaxstyleError(f"jaxstyle video needs the video extra ({name} is missing): "
+                            "pip install 'jaxstyle[video]'") from None
 
 
 def _grey(frame: np.ndarray) -> np.ndarray:
@@ -34,7 +37,7 @@ def _grey(frame: np.ndarray) -> np.ndarray:
 
 def flow(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:
     """The optical flow from frame ``a`` to frame ``b`` ((H, W, 3) RGB in [0, 1]): (H, W, 2) float32."""
-    cv2 = _cv2()
+    cv2 = video_extra("cv2")
     ga, gb = _grey(a), _grey(b)
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
@@ -49,7 +52,7 @@ def flow(a: np.ndarray, b: np.ndarray, method: str = "dis") -> np.ndarray:
 
 def warp(image: np.ndarray, f: np.ndarray) -> np.ndarray:
     """``image`` sampled at ``p + f(p)`` (bilinear; positions outside are clamped to the border)."""
-    cv2 = _cv2()
+    cv2 = video_extra("cv2")
     h, w = f.shape[:2]
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     return cv2.remap(np.asarray(image, np.float32), xs + f[..., 0], ys + f[..., 1], interpolation=cv2.INTER_LINEAR,

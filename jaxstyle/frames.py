@@ -21,6 +21,7 @@ import numpy as np
 
 from . import image as image_io
 from .errors import JaxstyleError
+from .flow import video_extra
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif", ".m4v")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -30,11 +31,7 @@ FOLDER_FPS = 24.0  # frame rate of a folder of frames, unless --fps says otherwi
 
 
 def _av():
-    try:
-        import av
-    except ImportError:
-        raise JaxstyleError("jaxstyle video needs the video extra (PyAV and OpenCV): pip install 'jaxstyle[video]'") from None
-    return av
+    return video_extra("av")
 
 
 def is_video_file(path: str | os.PathLike) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import itertools
 import json
 import os
@@ -97,12 +96,8 @@ class FrameDone:
 
 def require_extra() -> None:
     """Refuse, in one line naming the fix, when the video extra (PyAV, OpenCV) is not installed."""
-    try:
-        for name in ("av", "cv2"):
-            importlib.import_module(name)
-    except ImportError as e:
-        raise JaxstyleError(f"jaxstyle video needs the video extra ({e.name} is missing): "
-                            "pip install 'jaxstyle[video]'") from None
+    for name in ("av", "cv2"):
+        flow.video_extra(name)
 
 
 def frames_folder(output: str | os.PathLike) -> Path:
