@@ -45,7 +45,7 @@ def measure(size: int, mode: str, tile: int | None, repeats: int) -> dict:
             return device.memory_stats()["peak_bytes_in_use"]
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-    weights = load_bundled()
+    weights = problem.network(StyleConfig(), load_bundled())  # as a run uses them
     jax.block_until_ready(weights.params)
     baseline = peak()
     h, w = size * 3 // 4, size

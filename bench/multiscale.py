@@ -45,7 +45,8 @@ def main() -> int:
     multi_s = time.perf_counter() - t
 
     c, styles = problem.prepare(content, style, base)
-    data = problem.make_problem(jaxstyle.load_bundled(), c, problem.styles_at(styles, base.size, base), base)
+    weights = problem.network(base, jaxstyle.load_bundled())  # as a run uses them
+    data = problem.make_problem(weights, c, problem.styles_at(styles, base.size, base), base)
 
     def loss(img):
         return float(transfer.loss_terms(jnp.asarray(img), data)["total"])

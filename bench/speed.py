@@ -69,7 +69,8 @@ def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str, reg
     c, styles = problem.prepare(content, style, cfg)
     if regions:
         found = problem.load_regions(cfg, c, styles)
-    data = problem.make_problem(load_bundled(), c, problem.styles_at(styles, cfg.size, cfg), cfg, regions=found)
+    data = problem.make_problem(problem.network(cfg, load_bundled()), c, problem.styles_at(styles, cfg.size, cfg), cfg,
+                                regions=found)  # the weights as a run uses them
 
     vg = jax.jit(jax.value_and_grad(objective.total_loss))
     x0 = jnp.asarray(c)

@@ -7,6 +7,7 @@ Everything here runs once per job (or once per scale) in Python, before the comp
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Sequence, Union
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import color, losses, masks, objective, optimize, tiling
+from . import color, losses, masks, objective, optimize, tiling, vgg
 from . import image as image_io
 from .config import INITS, StyleConfig, layer_weights
 from .errors import JaxstyleError
@@ -195,16 +196,17 @@ def calibration_images() -> list[np.ndarray]:
 
 
 def network(config: StyleConfig, weights: VGGWeights | None = None) -> VGGWeights:
-    """The weights a run uses: given or bundled, normalised as in the paper if the config asks."""
+    """The weights a run uses: given or bundled, normalised as in the paper if the config asks, with
+    each layer's backward kernel precomputed (``vgg.with_backward_kernels``)."""
     weights = load_bundled() if weights is None else weights
-    if not config.normalize_vgg:
-        return weights
-    key = (weights.sha256, config.pooling)
-    if key not in _NORMALIZED:  # calibrate once per weights and pooling, on the bundled examples
-        from .normalize import normalize_vgg
+    if config.normalize_vgg:
+        key = (weights.sha256, config.pooling)
+        if key not in _NORMALIZED:  # calibrate once per weights and pooling, on the bundled examples
+            from .normalize import normalize_vgg
 
-        _NORMALIZED[key] = normalize_vgg(weights, calibration_images(), config.pooling)
-    return _NORMALIZED[key]
+            _NORMALIZED[key] = normalize_vgg(weights, calibration_images(), config.pooling)
+        weights = _NORMALIZED[key]
+    return dataclasses.replace(weights, params=vgg.with_backward_kernels(weights.params))
 
 
 def prepare_colour(content: np.ndarray, styles: list[np.ndarray], config: StyleConfig):

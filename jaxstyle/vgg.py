@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Iterable, Literal, Mapping
 
 import jax
+import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from .errors import JaxstyleError
@@ -67,6 +68,50 @@ def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     return y + bias.reshape(1, 1, -1)
 
 
+def backward_kernel(kernel: jax.Array) -> jax.Array:
+    """The kernel whose 'SAME' convolution is the input gradient of ``kernel``'s: flipped in space,
+    input and output features swapped ((3, 3, Cout, Cin) HWIO)."""
+    return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+
+
+def with_backward_kernels(params: Mapping[str, Mapping[str, jax.Array]]) -> dict:
+    """``params`` with each layer's :func:`backward_kernel` precomputed as ``"kernel_t"``.
+
+    Why: the input gradient of a convolution is a convolution with the flipped, transposed kernel,
+    and XLA:CPU otherwise rebuilds that copy of every kernel in every evaluation (13 copies, 52 MB;
+    ``bench/profile.py`` showed them as ``transpose_copy_fusion``). A run computes them once, here,
+    after any rescaling of the weights (``jaxstyle.normalize``), so they match ``"kernel"``.
+    """
+    return {name: dict(layer, kernel_t=backward_kernel(layer["kernel"])) if "kernel" in layer else dict(layer)
+            for name, layer in params.items()}
+
+
+@jax.custom_vjp
+def _conv_given_backward(x, kernel, kernel_t, bias):
+    return _conv(x, kernel, bias)
+
+
+def _conv_fwd(x, kernel, kernel_t, bias):
+    # symbolic_zeros: each argument arrives as CustomVJPPrimal(value, perturbed). The input is kept
+    # for the backward pass only if the kernel's own gradient is asked for (never in a style run,
+    # which differentiates the image only), so the saved activations are what plain autodiff keeps.
+    y = _conv(x.value, kernel.value, bias.value)
+    return y, (x.value if kernel.perturbed else None, kernel.value, kernel_t.value, bias.perturbed)
+
+
+def _conv_bwd(residuals, dy):
+    x, kernel, kernel_t, want_bias = residuals
+    if isinstance(dy, jax.custom_derivatives.SymbolicZero):
+        return None, None, None, None
+    dx = _conv(dy, kernel_t, jnp.zeros(kernel_t.shape[-1], dy.dtype))
+    dkernel = None if x is None else jax.vjp(lambda k: _conv(x, k, jnp.zeros(k.shape[-1], x.dtype)), kernel)[1](dy)[0]
+    dbias = dy.sum(axis=(0, 1)) if want_bias else None
+    return dx, dkernel, None, dbias  # kernel_t: the loss does not depend on it (only its gradient does)
+
+
+_conv_given_backward.defvjp(_conv_fwd, _conv_bwd, symbolic_zeros=True)
+
+
 def pool(x: jax.Array, pooling: Pooling) -> jax.Array:
     # 2x2, stride 2, floor (odd trailing row/column dropped, as in Caffe/PyTorch with floor mode).
     # A reshape is cheaper than reduce_window and its gradient (measured: see bench/speed.py).
@@ -102,7 +147,11 @@ def features(
     x = image
     for name in LAYERS[: last + 1]:
         if name.startswith("conv"):
-            x = _conv(x, params[name]["kernel"], params[name]["bias"])
+            layer = params[name]
+            if "kernel_t" in layer:  # with_backward_kernels: the input gradient uses the precomputed copy
+                x = _conv_given_backward(x, layer["kernel"], layer["kernel_t"], layer["bias"])
+            else:
+                x = _conv(x, layer["kernel"], layer["bias"])
         elif name.startswith("relu"):
             x = jax.nn.relu(x)
         else:  # named, so a jax.checkpoint policy can keep just the block outputs (bench/memory.py)

@@ -69,3 +69,41 @@ def test_average_pooling_is_the_mean_of_each_window():
     assert out.shape == (2, 2, 2)  # odd trailing row dropped (floor), as in Caffe and PyTorch
     np.testing.assert_allclose(out[0, 0], np.asarray(x[:2, :2]).mean(axis=(0, 1)))
     np.testing.assert_allclose(vgg.pool(x, "max")[1, 1], np.asarray(x[2:4, 2:4]).max(axis=(0, 1)))
+
+
+def test_precomputed_backward_kernels_give_the_same_gradients(weights):
+    # vgg.with_backward_kernels: the input gradient uses a precomputed flipped, transposed kernel (no
+    # per-evaluation copy); image, kernel and bias gradients must equal plain autodiff's, batched too.
+    fast = vgg.with_backward_kernels(weights.params)
+    np.testing.assert_array_equal(fast["conv2_1"]["kernel_t"][2, 0, 5, 7], weights.params["conv2_1"]["kernel"][0, 2, 7, 5])
+    x = jnp.asarray(smooth_image(21, 34) * 200.0 - 100.0)  # sides not multiples of 16
+    layers = ["relu1_1", "relu3_1", "relu4_2", "relu5_1"]
+
+    def loss(x, params):
+        return sum(jnp.sum(jnp.sin(f / 50.0)) for f in vgg.features(params, x, layers).values())
+
+    plain, precomputed = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, weights.params), jax.jit(jax.grad(loss, argnums=(0, 1)))(x, fast)
+    assert float(jnp.abs(plain[0]).max()) > 0
+    np.testing.assert_allclose(precomputed[0], plain[0], rtol=1e-5, atol=1e-6 * float(jnp.abs(plain[0]).max()))
+    for name in ("conv1_1", "conv3_2", "conv5_1"):
+        for leaf in ("kernel", "bias"):
+            a, b = plain[1][name][leaf], precomputed[1][name][leaf]
+            assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a)) < 1e-5, (name, leaf)
+    assert float(jnp.abs(precomputed[1]["conv4_1"]["kernel_t"]).max()) == 0.0  # the loss does not depend on it
+    batch = jnp.stack([x, 0.5 * x])
+    per_image = jax.vmap(jax.grad(loss), in_axes=(0, None))
+    np.testing.assert_allclose(per_image(batch, fast), per_image(batch, weights.params), rtol=1e-5, atol=1e-3)
+    # and the backward pass holds no kernel copy: the flip is not in the program at all
+    assert "rev" not in str(jax.make_jaxpr(jax.grad(loss))(x, fast))
+    assert "rev" in str(jax.make_jaxpr(jax.grad(loss))(x, weights.params))
+
+
+def test_a_run_uses_backward_kernels_that_match_its_weights(weights):
+    # problem.network adds them after the paper's normalisation rescales the kernels
+    from jaxstyle import StyleConfig, problem
+
+    for normalize in (False, True):
+        used = problem.network(StyleConfig(normalize_vgg=normalize), weights).params
+        for name in ("conv1_1", "conv4_3"):
+            np.testing.assert_array_equal(used[name]["kernel_t"], vgg.backward_kernel(used[name]["kernel"]))
+        assert (float(jnp.abs(used["conv1_1"]["kernel"] - weights.params["conv1_1"]["kernel"]).max()) > 0) == normalize
