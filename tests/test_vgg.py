@@ -75,14 +75,16 @@ def test_precomputed_backward_kernels_give_the_same_gradients(weights):
     # vgg.with_backward_kernels: the input gradient uses a precomputed flipped, transposed kernel (no
     # per-evaluation copy); image, kernel and bias gradients must equal plain autodiff's, batched too.
     fast = vgg.with_backward_kernels(weights.params)
-    np.testing.assert_array_equal(fast["conv2_1"]["kernel_t"][2, 0, 5, 7], weights.params["conv2_1"]["kernel"][0, 2, 7, 5])
+    flipped, original = fast["conv2_1"]["kernel_t"], weights.params["conv2_1"]["kernel"]
+    np.testing.assert_array_equal(flipped[2, 0, 5, 7], original[0, 2, 7, 5])
     x = jnp.asarray(smooth_image(21, 34) * 200.0 - 100.0)  # sides not multiples of 16
     layers = ["relu1_1", "relu3_1", "relu4_2", "relu5_1"]
 
     def loss(x, params):
         return sum(jnp.sum(jnp.sin(f / 50.0)) for f in vgg.features(params, x, layers).values())
 
-    plain, precomputed = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, weights.params), jax.jit(jax.grad(loss, argnums=(0, 1)))(x, fast)
+    both = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    plain, precomputed = both(x, weights.params), both(x, fast)
     assert float(jnp.abs(plain[0]).max()) > 0
     np.testing.assert_allclose(precomputed[0], plain[0], rtol=1e-5, atol=1e-6 * float(jnp.abs(plain[0]).max()))
     for name in ("conv1_1", "conv3_2", "conv5_1"):
