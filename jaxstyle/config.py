@@ -106,9 +106,10 @@ class StyleConfig:
         instead of the last iterate; 0 disables it. Removes Adam's high-frequency noise (e.g. 0.9).
       normalize_vgg: rescale the VGG weights so each filter's mean activation over calibration
         images (the bundled examples) is one, as the paper does (``jaxstyle.normalize``).
-      tile: core size in pixels of the exact tiled evaluation (``jaxstyle.tiling``), which keeps
-        memory flat whatever the image size; ``None`` (default) = tile only when the image does not
-        fit ``max_memory`` untiled; 0 = never tile.
+      tile: rows per band of the exact streamed evaluation (``jaxstyle.bands``; core size in pixels
+        of the tiled one, ``jaxstyle.tiling``, for the MRF loss), whose memory does not grow with the
+        image's height (tiles: at all); ``None`` (default) = only when the image does not fit
+        ``max_memory`` whole; 0 = never.
       max_memory: memory budget in GB that decides tiling and the tile size; ``None`` = 70% of the
         memory free on the device.
       seed: seed of every random choice (the noise image).
@@ -166,8 +167,8 @@ class StyleConfig:
     average: float = option(0.0, "decay of the image's moving average returned instead of the last iterate "
                             "(0 = off; e.g. 0.9 with adam)", "shared")
     normalize_vgg: bool = option(False, "the paper's normalised network (mean activation 1 per filter)", "shared")
-    tile: int | None = option(None, "evaluate tile by tile with cores of PX pixels (exact; memory stays flat); "
-                              "0 = never", "compiled", shown="auto", metavar="PX")
+    tile: int | None = option(None, "evaluate in streamed bands of PX rows (tiles of PX px for mrf): exact, "
+                              "memory flat in height; 0 = never", "compiled", shown="auto", metavar="PX")
     max_memory: float | None = option(None, "memory budget that decides tiling and the tile size", "compiled",
                                       shown="70% of free", metavar="GB")
     seed: int = option(0, "seed of every random choice (the noise start)", "per_job")

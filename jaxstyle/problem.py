@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import color, losses, masks, objective, optimize, tiling, vgg
+from . import bands, color, losses, masks, objective, optimize, tiling, vgg
 from . import image as image_io
 from .config import INITS, StyleConfig, layer_weights
 from .errors import JaxstyleError
@@ -246,12 +246,13 @@ def objective_spec(config: StyleConfig, regions: Regions | None = None, temporal
     )
 
 
-def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | None:
-    """How an image of ``shape`` is evaluated under ``config``: whole (``None``) or tiled."""
+def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | bands.BandPlan | None:
+    """How an image of ``shape`` is evaluated under ``config``: whole (``None``), in streamed bands of
+    rows (``jaxstyle.bands``) or, for the MRF loss, in tiles (``jaxstyle.tiling``)."""
     spec = objective_spec(config)
     margin = tiling.mrf_margin(spec.style_layers, spec.mrf_patch) if spec.style_loss == "mrf" else 0
     plan = tiling.choose_plan(shape[0], shape[1], spec.layers, max_memory=config.memory_budget, tile=config.tile,
-                              margin=margin)
+                              margin=margin, streamable=spec.style_loss != "mrf")
     if plan is not None and config.style_loss == "wasserstein":
         # The W2 statistics tile exactly (tiling.combine_moments), but on this project's CPU runtime
         # (jax 0.10.2) the tiled W2 loss hung the process intermittently, idle, inside XLA.

@@ -53,6 +53,15 @@ CROP_BYTES_PER_PIXEL = 3400
 STATE_BYTES_PER_PIXEL = 400
 BASE_BYTES = 600 << 20  # JAX, XLA, the weights
 TILE_CHOICES = (2048, 1536, 1024, 768, 512, 384, 256)  # core sizes tried, largest first
+# Streamed bands (jaxstyle.bands): per pixel of one band (its activations, forward and VJP), per
+# image pixel as above, plus what keeping block 4's outputs costs (bands.KEEP: 4 x 512 + 512 channels
+# at 1/64 and 1/256 of the pixels, float32: 136 bytes). Measured with bench/memory.py (see README).
+# The carries, kept per band for the backward pass: two input rows per 3x3 conv and one per pooling
+# with an odd delay, 1414 floats per image column up to relu5_1 (bands.schedule), 5.7 KB.
+BAND_BYTES_PER_PIXEL = 3400
+KEEP_BYTES_PER_PIXEL = 136
+CARRY_BYTES_PER_COLUMN = 5700
+BAND_CHOICES = (512, 384, 256, 192, 128, 96, 64, 48, 32, 16)  # rows per band tried, most first
 
 
 def layer_stride(layer: str) -> int:
@@ -92,6 +101,12 @@ class TilePlan:
     @property
     def grid(self) -> tuple[int, int]:
         return len({t[2] for t in self.tiles}), len({t[4] for t in self.tiles})
+
+    def value_and_grad(self, x, problem):
+        return value_and_grad(x, problem, self)
+
+    def loss_terms(self, x, problem) -> dict:
+        return loss_terms(x, problem, self)
 
     def describe(self) -> str:
         rows, cols = self.grid
@@ -189,34 +204,45 @@ def crop_parts(crop, origin, bounds, weights, content_targets: dict, style_layer
     """
     layers = tuple(dict.fromkeys(tuple(content_targets) + tuple(style_layers)))
     feats = objective.image_features(weights, crop, layers, pooling)
-    content = {}
-    for layer, target in content_targets.items():
-        f = feats[layer]
-        mask = _owned(f.shape, bounds, layer_stride(layer))
-        t = _at_layer(target, origin, f.shape, layer_stride(layer))
-        content[layer] = jnp.sum(mask * jnp.square(f - t))
+    owned = {layer: _owned(f.shape, bounds, layer_stride(layer)) for layer, f in feats.items()}
+    content = {layer: _at_layer(target, origin, feats[layer].shape, layer_stride(layer))
+               for layer, target in content_targets.items()}
+    windows = {}
+    for layer, full in (masks or {}).items():
+        h, w, _ = feats[layer].shape
+        s = layer_stride(layer)
+        windows[layer] = jax.lax.dynamic_slice(full, (0, origin[0] // s, origin[1] // s), (full.shape[0], h, w))
+    return owned_parts(feats, owned, content, style_layers, kind, style_targets=style_targets, patch=patch,
+                       masks=windows)
+
+
+def owned_parts(feats: dict, owned: dict, content_targets: dict, style_layers: tuple, kind: str, *,
+                style_targets: dict | None = None, patch: int = 3, masks: dict | None = None) -> dict:
+    """The parts (see :func:`crop_parts`) of the positions that ``owned`` marks in a window of features.
+
+    ``feats`` ``{layer: (h, w, C)}``, ``owned`` ``{layer: (h, w, 1)}`` 0/1, and ``content_targets``
+    (``{layer: (h, w, C)}``) and region ``masks`` (``{layer: (R, h, w)}``) under the same window.
+    """
+    content = {layer: jnp.sum(owned[layer] * jnp.square(feats[layer] - target))
+               for layer, target in content_targets.items()}
     style = {}
     for layer in style_layers:
         f = feats[layer]
         h, w, c = f.shape
-        owned = _owned(f.shape, bounds, layer_stride(layer))
         if kind == "mrf":
             rows = mrf.patches(f, patch)
             a = mrf.anchor(patch)
-            weight = owned[a:a + rows.shape[0], a:a + rows.shape[1]].reshape(-1)
+            weight = owned[layer][a:a + rows.shape[0], a:a + rows.shape[1]].reshape(-1)
             rows = rows.reshape(-1, rows.shape[-1])
             style[layer] = {"sq": jax.vmap(mrf.squared_error, in_axes=(None, 0, None))(rows, style_targets[layer], weight)}
         elif masks:
-            s = layer_stride(layer)
-            full = masks[layer]
-            window = jax.lax.dynamic_slice(full, (0, origin[0] // s, origin[1] // s), (full.shape[0], h, w))
-            style[layer] = {"s2": masks_lib.guided_sums(f, window * owned.reshape(1, h, w))}
+            style[layer] = {"s2": masks_lib.guided_sums(f, masks[layer] * owned[layer].reshape(1, h, w))}
         elif kind == "gram":
-            mask = owned.reshape(-1, 1)
+            mask = owned[layer].reshape(-1, 1)
             f = f.reshape(-1, c)
             style[layer] = {"s2": jnp.matmul((mask * f).T, f, precision=jax.lax.Precision.HIGHEST)}
         else:
-            mask = owned.reshape(-1, 1)
+            mask = owned[layer].reshape(-1, 1)
             f = f.reshape(-1, c)
             n = jnp.sum(mask)  # 0 for a core of a few pixels at the edge that floor pooling drops
             mean = jnp.sum(mask * f, axis=0) / jnp.maximum(n, 1.0)
@@ -442,22 +468,47 @@ def tiled_bytes(plan: TilePlan) -> int:
     return BASE_BYTES + CROP_BYTES_PER_PIXEL * plan.crop[0] * plan.crop[1] + STATE_BYTES_PER_PIXEL * plan.height * plan.width
 
 
+def banded_bytes(plan) -> int:
+    """Estimated peak bytes of a streamed run (``jaxstyle.bands``) with this plan."""
+    return (BASE_BYTES + BAND_BYTES_PER_PIXEL * plan.band * plan.width + CARRY_BYTES_PER_COLUMN * plan.bands * plan.width
+            + (STATE_BYTES_PER_PIXEL + (KEEP_BYTES_PER_PIXEL if plan.keep else 0)) * plan.height * plan.width)
+
+
 def choose_plan(height: int, width: int, layers, *, max_memory: float | None = None,
-                tile: int | None = None, what: str = "the image", margin: int = 0) -> TilePlan | None:
-    """``None`` (evaluate whole) or the tile plan for an image of this size.
+                tile: int | None = None, what: str = "the image", margin: int = 0, streamable: bool = False):
+    """``None`` (evaluate whole), a band plan (``jaxstyle.bands``) or a tile plan for an image of this size.
 
     Args:
       layers: every layer the objective reads.
       max_memory: budget in bytes; default 70% of :func:`free_memory_bytes`.
-      tile: force tiling with cores of this many pixels (``0``: never tile).
+      tile: force tiling with cores of this many pixels, or bands of this many rows when
+        ``streamable`` (``0``: never tile).
       what: names the image in the error message.
       margin: extra halo in pixels (:func:`make_plan`).
+      streamable: the objective can be evaluated in streamed bands (every loss but MRF).
 
     Returns:
-      ``None`` when the image fits untiled (or ``tile == 0``); else the plan with the largest core in
-      :data:`TILE_CHOICES` whose estimate fits. Raises :class:`JaxstyleError` when nothing fits.
+      ``None`` when the image fits untiled (or ``tile == 0``); else, when ``streamable``, the band
+      plan with the most rows in :data:`BAND_CHOICES` whose estimate fits, keeping block 4's
+      outputs (:data:`bands.KEEP`) when that fits too, which saves a third of the recomputation;
+      otherwise the tile plan with the largest core in :data:`TILE_CHOICES` whose estimate fits.
+      The band plan's ``tile`` is the core size for the targets (forward only, tile by tile).
+      Raises :class:`JaxstyleError` when nothing fits.
     """
     budget = 0.7 * free_memory_bytes() if max_memory is None else float(max_memory)
+    tiles = _choose_tiles(height, width, layers, budget, tile, what, margin)
+    if tiles is None or not streamable:
+        return tiles
+    from . import bands
+
+    plans = ([bands.make_plan(height, width, tile, layers, keep, tiles.tile) for keep in (bands.KEEP, ())] if tile
+             else [bands.make_plan(height, width, rows, layers, keep, tiles.tile)
+                   for keep in (bands.KEEP, ()) for rows in BAND_CHOICES])
+    limit = max(budget, total_memory_bytes()) if tile else budget
+    return next((plan for plan in plans if banded_bytes(plan) <= limit), tiles)
+
+
+def _choose_tiles(height, width, layers, budget, tile, what, margin):
     if tile is not None:
         if tile == 0:
             if untiled_bytes(height, width) > max(budget, total_memory_bytes()):

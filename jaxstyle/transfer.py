@@ -7,8 +7,8 @@
 
 How a step evaluates the loss is the only thing that varies, in an evaluator: :class:`_Whole`
 stacks the jobs on a leading axis and vmaps one compiled step over them (sharded over devices when
-given several); :class:`_Tiled` runs one job too large to evaluate whole, tile by tile and exactly
-(``jaxstyle.tiling``).
+given several); :class:`_Tiled` runs one job too large to evaluate whole, exactly, in streamed bands
+of rows (``jaxstyle.bands``) or tile by tile (``jaxstyle.tiling``), as its plan says.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import image as image_io
-from . import interrupt, objective, optimize, tiling
+from . import bands, interrupt, objective, optimize, tiling
 from .config import StyleConfig
 from .errors import JaxstyleError
 from .problem import ImageLike, Job, Prepared, finish_colour, images_at, initial_image, make_problem, network, prepare_job, tile_plan
@@ -115,11 +115,12 @@ class _Whole:
 
 
 class _Tiled:
-    """One job whose image is evaluated tile by tile (``jaxstyle.tiling``): exact, flat memory."""
+    """One job too large to evaluate whole, evaluated by its plan (``bands.BandPlan`` or
+    ``tiling.TilePlan``): exact, at a memory that grows with the width (bands) or not at all (tiles)."""
 
     devices = 1
 
-    def __init__(self, config: StyleConfig, tiles: tiling.TilePlan):
+    def __init__(self, config: StyleConfig, tiles: tiling.TilePlan | bands.BandPlan):
         self.kind, self.linesearch, self.tiles = config.optimizer, config.linesearch, tiles
 
     def problem(self, problems: list) -> objective.Problem:
@@ -137,11 +138,11 @@ class _Tiled:
         return optimize.init_state(x, kind=self.kind, linesearch=self.linesearch)
 
     def step(self, x, state, lr, problem):
-        value, grad = tiling.value_and_grad(x, problem, self.tiles)
+        value, grad = self.tiles.value_and_grad(x, problem)
         return optimize.jitted_update(x, state, lr, value, grad, kind=self.kind, linesearch=self.linesearch)
 
     def terms(self, x, problem) -> dict:
-        return tiling.loss_terms(x, problem, self.tiles)
+        return self.tiles.loss_terms(x, problem)
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -186,11 +187,11 @@ def run_steps(step, x, state, lr, problem, steps: int, config: StyleConfig, *, r
     return x, history, np.sum(np.stack(jax.device_get(evals)), axis=0), first_step
 
 
-def loss_terms(x: jax.Array, problem: objective.Problem, tiles: tiling.TilePlan | None = None) -> dict:
-    """The weighted loss terms (content, style, tv, total) of one image ``x``, whole or tile by tile."""
+def loss_terms(x: jax.Array, problem: objective.Problem, tiles: tiling.TilePlan | bands.BandPlan | None = None) -> dict:
+    """The weighted loss terms (content, style, tv, total) of one image ``x``, whole or by its plan."""
     if tiles is None:
         return _terms(x, problem)
-    return tiling.loss_terms(x, problem, tiles)
+    return tiles.loss_terms(x, problem)
 
 
 @jax.jit

@@ -6,6 +6,7 @@ connected layer. Layers carry the paper's names (``conv4_2``, ``relu4_2``, ``poo
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable, Literal, Mapping
 
 import jax
@@ -48,6 +49,11 @@ def check_layers(layers: Iterable[str], what: str = "layer") -> tuple[str, ...]:
     return layers
 
 
+def check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise JaxstyleError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+
+
 def pools_before(layer: str) -> int:
     """Number of 2x2 poolings applied before ``layer``'s output (pool layers count themselves)."""
     block = int(layer[4])  # conv4_2, relu4_2 and pool4 all belong to block 4
@@ -59,16 +65,18 @@ def min_image_size(layers: Iterable[str]) -> int:
     return 2 ** max(pools_before(name) for name in check_layers(layers))
 
 
-def _convolve(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    # x: (H, W, Cin), kernel: (3, 3, Cin, Cout) HWIO, 'SAME' zero padding as in VGG.
+def _convolve(x: jax.Array, kernel: jax.Array, pad_rows: int = 1) -> jax.Array:
+    # x: (H, W, Cin), kernel: (3, 3, Cin, Cout) HWIO; zero padding of one column each side as in VGG,
+    # and of ``pad_rows`` rows (1: VGG's own; 0: a band of rows whose neighbours are given, jaxstyle.bands;
+    # 2: the input gradient of the latter).
     return jax.lax.conv_general_dilated(
-        x[None], kernel, window_strides=(1, 1), padding="SAME",
+        x[None], kernel, window_strides=(1, 1), padding=((pad_rows, pad_rows), (1, 1)),
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )[0]
 
 
-def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-    return _convolve(x, kernel) + bias.reshape(1, 1, -1)
+def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array, pad_rows: int = 1) -> jax.Array:
+    return _convolve(x, kernel, pad_rows) + bias.reshape(1, 1, -1)
 
 
 def backward_kernel(kernel: jax.Array) -> jax.Array:
@@ -89,30 +97,38 @@ def with_backward_kernels(params: Mapping[str, Mapping[str, jax.Array]]) -> dict
             for name, layer in params.items()}
 
 
-@jax.custom_vjp
-def _conv_given_backward(x, kernel, kernel_t, bias):
-    return _conv(x, kernel, bias)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _conv_given_backward(x, kernel, kernel_t, bias, pad_rows=1):
+    return _conv(x, kernel, bias, pad_rows)
 
 
-def _conv_fwd(x, kernel, kernel_t, bias):
+def _conv_fwd(x, kernel, kernel_t, bias, pad_rows):
     # symbolic_zeros: each argument arrives as CustomVJPPrimal(value, perturbed). The input is kept
     # for the backward pass only if the kernel's own gradient is asked for (never in a style run,
     # which differentiates the image only), so the saved activations are what plain autodiff keeps.
-    y = _conv(x.value, kernel.value, bias.value)
+    y = _conv(x.value, kernel.value, bias.value, pad_rows)
     return y, (x.value if kernel.perturbed else None, kernel.value, kernel_t.value, bias.perturbed)
 
 
-def _conv_bwd(residuals, dy):
+def _conv_bwd(pad_rows, residuals, dy):
     x, kernel, kernel_t, want_bias = residuals
     if isinstance(dy, jax.custom_derivatives.SymbolicZero):
         return None, None, None, None
-    dx = _convolve(dy, kernel_t)
-    dkernel = None if x is None else jax.vjp(lambda k: _convolve(x, k), kernel)[1](dy)[0]
+    dx = _convolve(dy, kernel_t, 2 - pad_rows)
+    dkernel = None if x is None else jax.vjp(lambda k: _convolve(x, k, pad_rows), kernel)[1](dy)[0]
     dbias = dy.sum(axis=(0, 1)) if want_bias else None
     return dx, dkernel, None, dbias  # kernel_t: the loss does not depend on it (only its gradient does)
 
 
 _conv_given_backward.defvjp(_conv_fwd, _conv_bwd, symbolic_zeros=True)
+
+
+def conv(layer: Mapping[str, jax.Array], x: jax.Array, pad_rows: int = 1) -> jax.Array:
+    """One conv layer (``{"kernel", "bias"}``, optionally ``"kernel_t"``: :func:`with_backward_kernels`)
+    applied to ``x`` (H, W, Cin), padded by ``pad_rows`` zero rows top and bottom (see ``_convolve``)."""
+    if "kernel_t" in layer:  # the input gradient uses the precomputed copy
+        return _conv_given_backward(x, layer["kernel"], layer["kernel_t"], layer["bias"], pad_rows)
+    return _conv(x, layer["kernel"], layer["bias"], pad_rows)
 
 
 def pool(x: jax.Array, pooling: Pooling) -> jax.Array:
@@ -143,18 +159,13 @@ def features(
       ``{name: (H_l, W_l, C_l)}`` for each requested name.
     """
     wanted = set(check_layers(layers))
-    if pooling not in POOLINGS:
-        raise JaxstyleError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    check_pooling(pooling)
     last = max(LAYERS.index(name) for name in wanted)
     out = {}
     x = image
     for name in LAYERS[: last + 1]:
         if name.startswith("conv"):
-            layer = params[name]
-            if "kernel_t" in layer:  # with_backward_kernels: the input gradient uses the precomputed copy
-                x = _conv_given_backward(x, layer["kernel"], layer["kernel_t"], layer["bias"])
-            else:
-                x = _conv(x, layer["kernel"], layer["bias"])
+            x = conv(params[name], x)
         elif name.startswith("relu"):
             x = jax.nn.relu(x)
         else:  # named, so a jax.checkpoint policy can keep just the block outputs (bench/memory.py)

@@ -1,4 +1,5 @@
-"""The tiled evaluation (jaxstyle.tiling) is exact, its memory is flat, and its plan is the documented one."""
+"""The tiled evaluation (jaxstyle.tiling) is exact, its memory is flat, and its plan is the documented one;
+runs too large to evaluate whole (streamed in bands, or tiled for MRF) give the untiled image."""
 
 import json
 import subprocess
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxstyle
-from jaxstyle import JaxstyleError, StyleConfig, objective, tiling, transfer
+from jaxstyle import JaxstyleError, StyleConfig, bands, objective, tiling, transfer
 from jaxstyle.problem import make_problem
 
 from .conftest import smooth_image, stripes
@@ -151,7 +152,7 @@ def test_a_tiled_run_gives_the_untiled_image():
     whole = jaxstyle.stylize(content, style, cfg.replace(tile=0))
     seen, said = [], []
     tiled = jaxstyle.stylize(content, style, cfg.replace(tile=32, chunk=3), callback=seen.append, log=said.append)
-    assert said == [seen[0].tiling] and said[0].startswith(f"tiled: {W}x{H} as 7x6 tiles of 32 px (+21 px halo")
+    assert said == [seen[0].tiling] == [f"streamed: {W}x{H} in 6 bands of 32 rows (exact)"]  # Gram: streamed
     assert float(np.abs(tiled.image - whole.image).mean()) < 1e-5
     assert abs(tiled.terms["total"] - whole.terms["total"]) < 1e-4 * whole.terms["total"]
     np.testing.assert_allclose(tiled.history, whole.history, rtol=1e-4)
@@ -227,7 +228,8 @@ def test_cli_says_when_it_tiles_and_writes_the_image(tmp_path, capsys):
     assert cli.main([str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(out), "--size", "80", "--steps", "2",
                      "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_2", "--tile", "32"]) == 0
     err = capsys.readouterr().err
-    assert "jaxstyle: tiled: 80x60 as 3x2 tiles of 32 px (+9 px halo" in err
+    layers = ("relu1_1", "relu2_1", "relu2_2")
+    assert f"jaxstyle: {bands.make_plan(60, 80, 32, layers).describe()}" in err and "streamed: 80x60 in 3 bands" in err
     assert image.load_image(out).shape == (60, 80, 3)
 
 
@@ -245,4 +247,4 @@ def test_coarse_scales_whole_then_the_final_scale_tiled(monkeypatch):
     seen = []
     result = jaxstyle.stylize(smooth_image(72, 96), stripes(40, 40), cfg, callback=lambda p: seen.append(p.tiling))
     assert result.image.shape == (72, 96, 3) and len(result.history) == 6 and np.isfinite(result.terms["total"])
-    assert seen[0] == "" and seen[-1].startswith("tiled")
+    assert seen[0] == "" and seen[-1].startswith("streamed")
