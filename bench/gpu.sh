@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU table in one command (issues 10 and 12): jaxstyle against PyTorch on the same GPU, time for
 # 500 L-BFGS iterations at 512 px, time to PyTorch's loss (bench/time_to_loss.py), and memory / time per
-# evaluation untiled and tiled up to 8192 px.
+# evaluation untiled, streamed in bands and tiled up to 8192 px.
 #   bash bench/gpu.sh            # on a machine with a CUDA GPU, jax[cuda] and torch
 #   SMOKE=1 bash bench/gpu.sh    # tiny sizes, to check the script on a CPU
 set -uo pipefail
@@ -36,4 +36,4 @@ $PY bench/time_to_loss.py --torch $PY --device $DEV $TTL --out bench/out/time_to
 echo "== bench/eval_profile.py: where one evaluation's time goes"
 $PY bench/eval_profile.py --size $S --top 15
 echo "== bench/memory.py (device peak bytes in use)"
-$PY bench/memory.py --sizes $MEM --modes untiled tiled --tile $TILE --repeats 3
+$PY bench/memory.py --sizes $MEM --modes untiled streamed tiled --tile $TILE --band $TILE --repeats 3

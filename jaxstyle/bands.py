@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from . import tiling, vgg
+from .errors import JaxstyleError
 
 KEEP = ("conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1")
 """What a plan keeps when memory allows: block 4 and conv5_1 hold 36% of VGG's multiply-adds up to
@@ -103,11 +104,11 @@ def make_plan(height: int, width: int, band: int, layers, keep: tuple[str, ...] 
     layers = vgg.check_layers(layers)
     s = stride(layers)
     band = max(s, int(band) // s * s)
-    by_name = {step.name for step in schedule(layers)}
+    computed = {step.name for step in schedule(layers)}
     bands = _bands_needed(height, band, layers)
     while band > s and _bands_needed(height, band - s, layers) == bands:
         band -= s
-    keep = tuple(name for name in keep if name in by_name)
+    keep = tuple(name for name in keep if name in computed)
     return BandPlan(height, width, band, bands, keep, tile)
 
 
@@ -161,6 +162,8 @@ def _rows_padded(full: jax.Array, plan: BandPlan, step: _Step, axis: int) -> jax
 def _parts(x: jax.Array, problem, plan: BandPlan):
     """Each band's parts of the objective at ``x`` (H, W, 3), stacked on a leading band axis."""
     spec, weights = problem.spec, problem.weights
+    if spec.style_loss == "mrf":
+        raise JaxstyleError("the MRF loss's patches straddle bands: evaluate it in tiles (jaxstyle.tiling.make_plan)")
     layers = spec.layers
     steps = {step.name: step for step in schedule(layers)}
     content = {layer: _rows_padded(t, plan, steps[layer], 0) for layer, t in problem.targets.content.items()}

@@ -289,11 +289,11 @@ def coefficients(config: StyleConfig, n_styles: int, regions: Regions | None = N
 
 
 def make_problem(weights: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig,
-                 tiles: tiling.TilePlan | None = None, regions: Regions | None = None,
+                 tiles: tiling.TilePlan | bands.BandPlan | None = None, regions: Regions | None = None,
                  temporal: Temporal | None = None) -> objective.Problem:
     """The :class:`objective.Problem` of these images (one scale's) under ``config``.
 
-    With a tile plan, the targets are computed crop by crop too (forward only), so a huge photo or
+    With a plan (bands or tiles), the targets are computed crop by crop (forward only), so a huge photo or
     painting never needs its whole activations at once. With ``regions``, the style targets are
     each region's guided Gram matrices (``jaxstyle.masks``). With ``temporal`` (a video frame), its
     target and mask resized to this scale.

@@ -23,8 +23,11 @@ float rounding (``tests/test_tiling.py``). All crops of an image have one shape,
 compiles once per image shape, whatever the number of tiles; tile positions are traced.
 
 Memory: one crop's activations (and their VJP residuals) plus image-sized buffers (the image, its
-gradient, the content target), measured by ``bench/memory.py``; :func:`choose_plan` picks untiled
-or the largest tile that fits a budget.
+gradient, the content target), measured by ``bench/memory.py``. Crops recompute their halos (512 px
+cores: 2-2.8x the image's area), so :func:`choose_plan` prefers, for every loss but MRF, the streamed
+bands of ``jaxstyle.bands``, which compute each feature once and reuse this module's parts
+(:func:`owned_parts`) and loss (:func:`terms_from_parts`); it picks untiled, the band plan or the tile
+plan that fits a budget. Style targets are always computed crop by crop (forward only).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ UNTILED_BYTES_PER_PIXEL = 3400
 # target (32), transients. Conservative against bench/memory.py: 512 px cores (736x736 crops)
 # peaked at 2.31 GB at 1024x768 and 2.51 GB at 2048x1536, estimated here at 2.8 and 3.7 GB.
 CROP_BYTES_PER_PIXEL = 3400
-STATE_BYTES_PER_PIXEL = 400
+STATE_BYTES_PER_PIXEL = 500  # was 400; a 4096x3072 CLI run with --max-memory 8 peaked 1.3 GB (103 B/px) above that
 BASE_BYTES = 600 << 20  # JAX, XLA, the weights
 TILE_CHOICES = (2048, 1536, 1024, 768, 512, 384, 256)  # core sizes tried, largest first
 # Streamed bands (jaxstyle.bands): per pixel of one band (its activations, forward and VJP), per
@@ -62,6 +65,7 @@ BAND_BYTES_PER_PIXEL = 3400
 KEEP_BYTES_PER_PIXEL = 136
 CARRY_BYTES_PER_COLUMN = 5700
 BAND_CHOICES = (512, 384, 256, 192, 128, 96, 64, 48, 32, 16)  # rows per band tried, most first
+KEEP_MIN_ROWS = 128
 
 
 def layer_stride(layer: str) -> int:
@@ -489,8 +493,9 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
 
     Returns:
       ``None`` when the image fits untiled (or ``tile == 0``); else, when ``streamable``, the band
-      plan with the most rows in :data:`BAND_CHOICES` whose estimate fits, keeping block 4's
-      outputs (:data:`bands.KEEP`) when that fits too, which saves a third of the recomputation;
+      plan with the most rows in :data:`BAND_CHOICES` whose estimate fits keeping block 4's
+      outputs (:data:`bands.KEEP`, a third of the recomputation saved) with at least
+      :data:`KEEP_MIN_ROWS` rows, else the most rows that fit without keeping;
       otherwise the tile plan with the largest core in :data:`TILE_CHOICES` whose estimate fits.
       The band plan's ``tile`` is the core size for the targets (forward only, tile by tile).
       Raises :class:`JaxstyleError` when nothing fits.
@@ -501,9 +506,11 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
         return tiles
     from . import bands
 
-    plans = ([bands.make_plan(height, width, tile, layers, keep, tiles.tile) for keep in (bands.KEEP, ())] if tile
-             else [bands.make_plan(height, width, rows, layers, keep, tiles.tile)
-                   for keep in (bands.KEEP, ()) for rows in BAND_CHOICES])
+    # Keeping block 4 saved 11% of an evaluation at 1024x768, twice as many rows per band 7% (README);
+    # bands of fewer than KEEP_MIN_ROWS rows are not worth keeping for: more rows are tried first.
+    choices = [(tile, keep) for keep in (bands.KEEP, ())] if tile else (
+        [(rows, bands.KEEP) for rows in BAND_CHOICES if rows >= KEEP_MIN_ROWS] + [(rows, ()) for rows in BAND_CHOICES])
+    plans = [bands.make_plan(height, width, rows, layers, keep, tiles.tile) for rows, keep in choices]
     limit = max(budget, total_memory_bytes()) if tile else budget
     return next((plan for plan in plans if banded_bytes(plan) <= limit), tiles)
 

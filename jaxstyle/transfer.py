@@ -43,7 +43,7 @@ class Progress:
     image: Callable[[], np.ndarray]  # current image on demand, (H, W, 3) in [0, 1]
     terms: Callable[[], dict]  # current weighted loss terms on demand: content, style, tv, total
     scale: int = 0  # index of the current scale (0 = coarsest)
-    tiling: str = ""  # how the current scale is evaluated when tiled (``TilePlan.describe``), else ""
+    tiling: str = ""  # how the current scale is evaluated when not whole (``BandPlan``/``TilePlan.describe``), else ""
     job: int = 0  # index of the job in its group (0 for stylize)
 
 
@@ -212,7 +212,7 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
       devices: shard the jobs over these devices (their number must divide the jobs'); default:
         no sharding, JAX's default device.
       callback: called with a :class:`Progress` per job every ``config.chunk`` steps and after the last.
-      log: called with a line of text when a scale starts tiled (``TilePlan.describe``).
+      log: called with a line of text when a scale starts streamed or tiled (the plan's ``describe``).
       strict: stop with a :class:`JaxstyleError` as soon as a loss is not finite (a single run);
         otherwise a diverged job's result carries the non-finite terms (a batch: judged per job).
 
@@ -305,7 +305,7 @@ def stylize(
       config: every option; see :class:`StyleConfig`.
       weights: VGG-19 weights; default the bundled quantised Caffe VGG-19.
       callback: called with a :class:`Progress` every ``config.chunk`` steps and after the last.
-      log: called with a line of text when a scale starts tiled (``TilePlan.describe``).
+      log: called with a line of text when a scale starts streamed or tiled (the plan's ``describe``).
 
     Returns:
       A :class:`Result` whose ``image`` has the content's shape at ``config.size`` (long side).

@@ -12,7 +12,7 @@ import pytest
 from jaxstyle import StyleConfig, bands, tiling
 
 from .conftest import smooth_image
-from .test_tiling import H, LAYERS_4, W, problem, relative, untiled
+from .test_tiling import H, LAYERS_4, W, assert_matches_untiled, problem, relative, untiled
 
 DEFAULT_LAYERS = StyleConfig().style_layers + StyleConfig().content_layers
 
@@ -41,15 +41,11 @@ def test_the_plan_flushes_every_row_with_the_shortest_bands():
 def test_streamed_loss_and_gradient_equal_untiled(weights, pooling):
     data = problem(weights, "gram", pooling, LAYERS_4 + ("relu5_1",), content_layers=("relu4_2",))
     x = jnp.asarray(smooth_image(H, W, 0.5))
-    value, grad = untiled(x, data)
+    expected = untiled(x, data)
     for keep in ((), bands.KEEP):  # recomputed in the backward pass, or kept from the forward one
         plan = bands.make_plan(H, W, 32, data.spec.layers, keep)
         assert plan.bands >= 5
-        streamed_value, streamed_grad = bands.value_and_grad(x, data, plan)
-        assert abs(float(streamed_value - value)) / float(value) < 1e-5
-        assert relative(streamed_grad, grad) < 1e-5
-    terms = bands.loss_terms(x, data, plan)
-    assert abs(float(terms["total"]) - float(value)) / float(value) < 1e-5
+        assert_matches_untiled(x, data, plan, expected, 1e-5)
 
 
 def test_too_few_bands_to_flush_the_delayed_rows_is_visibly_wrong(weights):
@@ -66,7 +62,7 @@ def test_the_planner_streams_when_it_can_and_keeps_block_4_when_that_fits():
     layers = DEFAULT_LAYERS
     assert tiling.choose_plan(384, 512, layers, max_memory=4 << 30, streamable=True) is None  # fits whole
     plan = lambda rows, keep: bands.make_plan(3072, 4096, rows, layers, keep)
-    # The most rows of BAND_CHOICES that fit, keeping block 4 when any band can keep it.
+    # The most rows of BAND_CHOICES that fit keeping block 4 (bands of KEEP_MIN_ROWS or more), else without.
     roomy = tiling.choose_plan(3072, 4096, layers, max_memory=tiling.banded_bytes(plan(256, bands.KEEP)),
                                streamable=True)
     assert isinstance(roomy, bands.BandPlan) and (roomy.band, roomy.bands, roomy.keep) == (
@@ -74,7 +70,8 @@ def test_the_planner_streams_when_it_can_and_keeps_block_4_when_that_fits():
     # Memory is convex in the band's rows: its activations grow with them, the carries (a few rows per
     # band, kept for the backward pass) with the number of bands.
     assert tiling.banded_bytes(plan(16, bands.KEEP)) > tiling.banded_bytes(plan(64, bands.KEEP))
-    budget = min(tiling.banded_bytes(plan(rows, bands.KEEP)) for rows in tiling.BAND_CHOICES) - 1  # no band keeps
+    keeping = [rows for rows in tiling.BAND_CHOICES if rows >= tiling.KEEP_MIN_ROWS]
+    budget = min(tiling.banded_bytes(plan(rows, bands.KEEP)) for rows in keeping) - 1  # no band keeps
     tight = tiling.choose_plan(3072, 4096, layers, max_memory=budget, streamable=True)
     assert isinstance(tight, bands.BandPlan) and tight.keep == () and tiling.banded_bytes(tight) <= budget
     larger = [rows for rows in tiling.BAND_CHOICES if rows > tight.band]
@@ -85,7 +82,8 @@ def test_the_planner_streams_when_it_can_and_keeps_block_4_when_that_fits():
                                           + tiling.CARRY_BYTES_PER_COLUMN * roomy.bands * 4096
                                           + (tiling.STATE_BYTES_PER_PIXEL + tiling.KEEP_BYTES_PER_PIXEL) * 3072 * 4096)
     # Wider than a band of 16 rows can hold: crops with halos, whose memory does not grow at all.
-    wide = tiling.choose_plan(2000, 60000, layers, max_memory=tiling.BASE_BYTES + 400 * 2000 * 60000 + (2 << 30),
+    wide = tiling.choose_plan(2000, 60000, layers, max_memory=tiling.BASE_BYTES + tiling.STATE_BYTES_PER_PIXEL * 2000 * 60000
+                              + (2 << 30),
                               streamable=True)
     assert isinstance(wide, tiling.TilePlan)
     assert isinstance(tiling.choose_plan(3072, 4096, layers, max_memory=8 << 30), tiling.TilePlan)  # MRF: not streamable

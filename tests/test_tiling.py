@@ -69,12 +69,17 @@ def test_tiled_loss_and_gradient_equal_untiled(weights, pooling):
     x = jnp.asarray(smooth_image(H, W, 0.5))
     plan = tiling.make_plan(H, W, 40, data.spec.layers)
     assert plan.grid[0] >= 2 and plan.grid[1] >= 2
-    value, grad = untiled(x, data)
-    tiled_value, tiled_grad = tiling.value_and_grad(x, data, plan)
-    assert abs(float(tiled_value - value)) / float(value) < 1e-4
-    assert relative(tiled_grad, grad) < 1e-4
-    terms = tiling.loss_terms(x, data, plan)
-    assert abs(float(terms["total"]) - float(value)) / float(value) < 1e-4
+    assert_matches_untiled(x, data, plan, untiled(x, data), 1e-4)
+
+
+def assert_matches_untiled(x, data, plan, expected, tolerance: float) -> None:
+    """``plan``'s loss, gradient and forward-only terms at ``x`` equal the untiled ``expected``."""
+    value, grad = expected
+    planned_value, planned_grad = plan.value_and_grad(x, data)
+    assert abs(float(planned_value - value)) / float(value) < tolerance
+    assert relative(planned_grad, grad) < tolerance
+    terms = plan.loss_terms(x, data)
+    assert abs(float(terms["total"]) - float(value)) / float(value) < tolerance
 
 
 def test_tiled_wasserstein_moments_merge_to_the_whole_images(weights):
