@@ -85,30 +85,25 @@ def schedule(layers) -> tuple[_Step, ...]:
     return tuple(steps)
 
 
-def stride(layers) -> int:
-    """Rows per band must be a multiple of this: each pooling halves a band's rows."""
-    return max(tiling.layer_stride(name) for name in vgg.check_layers(layers))
-
-
-def _bands_needed(height: int, band: int, layers) -> int:
-    by_name = {step.name: step for step in schedule(layers)}
-    return max(-(-((height >> by_name[name].level) + by_name[name].delay) // (band >> by_name[name].level))
+def _bands_needed(height: int, band: int, steps: dict, layers) -> int:
+    return max(-(-((height >> steps[name].level) + steps[name].delay) // (band >> steps[name].level))
                for name in layers)
 
 
 def make_plan(height: int, width: int, band: int, layers, keep: tuple[str, ...] = (), tile: int = 512) -> BandPlan:
-    """Bands of at most ``band`` rows (a multiple of the :func:`stride`, at least one), as many as
+    """Bands of at most ``band`` rows (a multiple of the layers' ``tiling.stride``: each pooling
+    halves a band's rows; at least one stride), as many as
     every layer of ``layers`` needs to deliver all its rows, each as short as that count allows (the
     rows past the image are work too). ``keep``: conv layers whose outputs the forward pass keeps
     (image-sized memory) so that the backward pass does not recompute them."""
     layers = vgg.check_layers(layers)
-    s = stride(layers)
+    s = tiling.stride(layers)
     band = max(s, int(band) // s * s)
-    computed = {step.name for step in schedule(layers)}
-    bands = _bands_needed(height, band, layers)
-    while band > s and _bands_needed(height, band - s, layers) == bands:
+    steps = {step.name: step for step in schedule(layers)}
+    bands = _bands_needed(height, band, steps, layers)
+    while band > s and _bands_needed(height, band - s, steps, layers) == bands:
         band -= s
-    keep = tuple(name for name in keep if name in computed)
+    keep = tuple(name for name in keep if name in steps)
     return BandPlan(height, width, band, bands, keep, tile)
 
 

@@ -73,6 +73,11 @@ def layer_stride(layer: str) -> int:
     return 2 ** vgg.pools_before(layer)
 
 
+def stride(layers) -> int:
+    """Pixels per position of the coarsest of ``layers``: tile offsets and band heights are multiples of it."""
+    return max(layer_stride(name) for name in layers)
+
+
 def receptive_radius(layers) -> int:
     """Input pixels on either side of a position that the deepest of ``layers`` depends on."""
     last = max(vgg.LAYERS.index(name) for name in vgg.check_layers(layers))
@@ -142,11 +147,11 @@ def make_plan(height: int, width: int, tile: int, layers, halo: int | None = Non
     plus ``margin`` (pixels beyond the core whose features must be exact too: an MRF patch's,
     :func:`mrf_margin`); a smaller one is allowed for testing only (wrong near core edges)."""
     layers = vgg.check_layers(layers)
-    stride = max(layer_stride(name) for name in layers)
-    tile = max(stride, int(tile) // stride * stride)
-    halo = receptive_radius(layers) + stride + margin if halo is None else int(halo)
-    crop_h, rows = _axis(height, tile, halo, stride)
-    crop_w, cols = _axis(width, tile, halo, stride)
+    s = stride(layers)
+    tile = max(s, int(tile) // s * s)
+    halo = receptive_radius(layers) + s + margin if halo is None else int(halo)
+    crop_h, rows = _axis(height, tile, halo, s)
+    crop_w, cols = _axis(width, tile, halo, s)
     tiles = tuple((cy, cx, y0, y1, x0, x1) for cy, y0, y1 in rows for cx, x0, x1 in cols)
     return TilePlan(height, width, tile, halo, stride, (crop_h, crop_w), tiles)
 

@@ -49,11 +49,6 @@ def check_layers(layers: Iterable[str], what: str = "layer") -> tuple[str, ...]:
     return layers
 
 
-def check_pooling(pooling: str) -> None:
-    if pooling not in POOLINGS:
-        raise JaxstyleError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
-
-
 def pools_before(layer: str) -> int:
     """Number of 2x2 poolings applied before ``layer``'s output (pool layers count themselves)."""
     block = int(layer[4])  # conv4_2, relu4_2 and pool4 all belong to block 4
@@ -159,7 +154,8 @@ def features(
       ``{name: (H_l, W_l, C_l)}`` for each requested name.
     """
     wanted = set(check_layers(layers))
-    check_pooling(pooling)
+    if pooling not in POOLINGS:
+        raise JaxstyleError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
     last = max(LAYERS.index(name) for name in wanted)
     out = {}
     x = image
