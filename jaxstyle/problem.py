@@ -253,13 +253,6 @@ def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | 
     margin = tiling.mrf_margin(spec.style_layers, spec.mrf_patch) if spec.style_loss == "mrf" else 0
     plan = tiling.choose_plan(shape[0], shape[1], spec.layers, max_memory=config.memory_budget, tile=config.tile,
                               margin=margin, streamable=spec.style_loss != "mrf")
-    if plan is not None and config.style_loss == "wasserstein":
-        # The W2 statistics tile exactly (tiling.combine_moments), but on this project's CPU runtime
-        # (jax 0.10.2) the tiled W2 loss hung the process intermittently, idle, inside XLA.
-        raise JaxstyleError(
-            f"a {shape[1]}x{shape[0]} image needs the tiled evaluation, which does not yet support "
-            f"--style-loss wasserstein: use --style-loss gram, or a smaller --size (or --tile 0 to try untiled)"
-        )
     if plan is not None and optimize.has_linesearch(config.optimizer, config.linesearch):
         raise JaxstyleError(
             f"a {shape[1]}x{shape[0]} image is evaluated tile by tile, and the L-BFGS line search "

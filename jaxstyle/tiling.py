@@ -344,11 +344,11 @@ def _terms(parts, x, problem):
     return terms_from_parts(stack(parts), x, problem)
 
 
-# Every call is waited on before the next is queued. On this 2-core machine (jax 0.10.2, XLA:CPU)
-# a process hung for good, idle, when a computation with an eigendecomposition (the W2 loss) or
-# dozens of tile calls were in flight and another was dispatched; one call at a time never did. A
-# tile takes far longer than the dispatch latency this costs (microseconds against 0.01-10 s).
-# A Ctrl-C stops a long tiled evaluation after the current tile (``jaxstyle.interrupt``).
+# Every call is waited on before the next is queued: dozens of tile calls in flight once hung this
+# 2-core machine (jax 0.10.2, XLA:CPU; the W2 hang seen at the same time was a batched
+# eigendecomposition, see losses.style_loss_of_statistic). A tile takes far longer than the dispatch
+# latency this costs (microseconds against 0.01-10 s), and a Ctrl-C stops a long tiled evaluation
+# after the current tile (``jaxstyle.interrupt``).
 def _sync(value):
     value = jax.block_until_ready(value)
     interrupt.check()

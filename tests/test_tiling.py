@@ -63,9 +63,9 @@ def test_plan_cores_partition_the_image_and_crops_share_one_shape():
     assert (1000 - plan.crop[0]) % 16 == 0 and (700 - plan.crop[1]) % 16 == 0
 
 
-@pytest.mark.parametrize("pooling", ["max", "avg"])
-def test_tiled_loss_and_gradient_equal_untiled(weights, pooling):
-    data = problem(weights, "gram", pooling, LAYERS_4)
+@pytest.mark.parametrize("kind, pooling", [("gram", "max"), ("gram", "avg"), ("wasserstein", "max")])
+def test_tiled_loss_and_gradient_equal_untiled(weights, kind, pooling):
+    data = problem(weights, kind, pooling, LAYERS_4)
     x = jnp.asarray(smooth_image(H, W, 0.5))
     plan = tiling.make_plan(H, W, 40, data.spec.layers)
     assert plan.grid[0] >= 2 and plan.grid[1] >= 2
@@ -98,12 +98,6 @@ def test_tiled_wasserstein_moments_merge_to_the_whole_images(weights):
                                     f.shape[0] * f.shape[1])
     assert relative(merged["mean"], whole["mean"]) < 1e-5
     assert relative(merged["cov"], whole["cov"]) < 1e-4
-
-
-def test_wasserstein_refuses_to_run_tiled():
-    with pytest.raises(JaxstyleError, match="style-loss gram"):
-        jaxstyle.stylize(smooth_image(40, 40), stripes(40, 40),
-                         StyleConfig(size=40, steps=1, tile=16, style_loss="wasserstein"))
 
 
 def test_a_halo_smaller_than_the_receptive_field_is_visibly_wrong(weights):
@@ -147,18 +141,21 @@ def test_choose_plan_picks_untiled_when_it_fits_else_the_largest_tile_that_fits(
     assert fits(largest) and not fits(largest + 1)
 
 
-def test_a_tiled_run_gives_the_untiled_image():
+@pytest.mark.parametrize("style_loss", ["gram", "wasserstein"])
+def test_a_tiled_run_gives_the_untiled_image(style_loss):
     content, style = smooth_image(H, W), stripes(60, 60)
     # Adam: a smooth trajectory (L-BFGS on a 6-step toy amplifies rounding into different steps). Adam
     # still divides by the gradient's size, so a pixel whose gradient is ~0 may move by a step either
     # way: compare the mean pixel, the terms and the loss history, not the worst pixel.
     cfg = StyleConfig(size=W, steps=6, optimizer="adam", style_layers=LAYERS_4[:3], content_layers=("relu3_2",),
-                      scales=1)
+                      scales=1, style_loss=style_loss)
     whole = jaxstyle.stylize(content, style, cfg.replace(tile=0))
     seen, said = [], []
     tiled = jaxstyle.stylize(content, style, cfg.replace(tile=32, chunk=3), callback=seen.append, log=said.append)
-    assert said == [seen[0].tiling] == [f"streamed: {W}x{H} in 6 bands of 32 rows (exact)"]  # Gram: streamed
-    assert float(np.abs(tiled.image - whole.image).mean()) < 1e-5
+    assert said == [seen[0].tiling] == [f"streamed: {W}x{H} in 6 bands of 32 rows (exact)"]
+    # W2's gradient passes through an eigendecomposition whose float32 rounding depends on the
+    # summation order (1e-5 relative between streamed and whole, test_bands): a looser bound.
+    assert float(np.abs(tiled.image - whole.image).mean()) < (1e-5 if style_loss == "gram" else 1e-4)
     assert abs(tiled.terms["total"] - whole.terms["total"]) < 1e-4 * whole.terms["total"]
     np.testing.assert_allclose(tiled.history, whole.history, rtol=1e-4)
 
