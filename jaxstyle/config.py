@@ -11,6 +11,7 @@ from . import color, losses, optimize, vgg
 from .errors import JaxstyleError
 
 INITS = ("content", "noise")
+HISTORY_CHOICES = ("auto",) + optimize.MEMORY_DTYPES  # lbfgs_history: auto picks by the evaluation
 FLOAT32_MAX = 3.4e38
 MAX_SCALES = 16
 MAX_SIZE = 1 << 16  # 65536 px on the long side: about 3 gigapixels, 1.2 TB of image-sized state
@@ -70,6 +71,9 @@ class StyleConfig:
       lr: learning rate; ``None`` takes the optimizer's default (``optimize.DEFAULT_LR``).
       linesearch: L-BFGS line search: ``"none"`` (one evaluation per step, like PyTorch's L-BFGS),
         ``"backtracking"`` or ``"zoom"`` (optax's default); see ``optimize.make_optimizer``.
+      lbfgs_history: dtype of the L-BFGS memory (``jaxstyle.lbfgs``): ``"float32"``,
+        ``"bfloat16"`` (120 instead of 240 bytes per pixel) or ``"auto"`` (default: bfloat16 when
+        the image is streamed or tiled, where memory is what limits the size; float32 otherwise).
       pooling: ``"max"`` or ``"avg"`` (the paper prefers average pooling for synthesis).
       content_layers: layers of the content term (the paper: relu4_2, i.e. conv4_2 after ReLU).
       style_layers: layers of the style term (the paper: relu1_1 … relu5_1).
@@ -129,6 +133,9 @@ class StyleConfig:
     lr: float | None = option(None, "learning rate", "per_job",
                               shown=", ".join(f"{k} {v}" for k, v in optimize.DEFAULT_LR.items()))
     linesearch: optimize.Linesearch = option("none", "L-BFGS line search", "compiled", choices=optimize.LINESEARCHES)
+    lbfgs_history: str = option("auto", "dtype of the L-BFGS memory: float32, bfloat16 (half its 240 bytes per "
+                                "pixel), auto = bfloat16 when the image is streamed", "compiled",
+                                choices=HISTORY_CHOICES)
     pooling: vgg.Pooling = option("max", "max or avg (the paper prefers avg)", "compiled", choices=vgg.POOLINGS)
     content_layers: tuple[str, ...] = option(("relu4_2",), "comma-separated layer names", "compiled")
     style_layers: tuple[str, ...] = option(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
@@ -226,6 +233,13 @@ class StyleConfig:
     def learning_rate(self) -> float:
         return optimize.DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
 
+    def lbfgs_dtype(self, planned: bool) -> optimize.MemoryDtype:
+        """The L-BFGS memory's dtype for a run evaluated whole (``planned=False``) or by a band or
+        tile plan (see ``lbfgs_history``)."""
+        if self.lbfgs_history != "auto":
+            return self.lbfgs_history
+        return "bfloat16" if planned else "float32"
+
     @property
     def style_term_layers(self) -> tuple[str, ...]:
         """The layers of the style term: ``mrf_layers`` under the MRF loss, else ``style_layers``."""
@@ -244,6 +258,7 @@ class StyleConfig:
         """Raise :class:`JaxstyleError` naming the first bad option, the value and the rule."""
         _choice("optimizer", self.optimizer, optimize.OPTIMIZERS)
         _choice("linesearch", self.linesearch, optimize.LINESEARCHES)
+        _choice("lbfgs_history", self.lbfgs_history, HISTORY_CHOICES)
         _choice("pooling", self.pooling, vgg.POOLINGS)
         _choice("normalization", self.normalization, losses.NORMALIZATIONS)
         _choice("tv_kind", self.tv_kind, losses.TV_KINDS)

@@ -49,11 +49,17 @@ from .errors import JaxstyleError
 # baseline at 1024x768 and 2048x1536 (a whole run: 3.3 KB/px, ../shared/DESIGN.md).
 UNTILED_BYTES_PER_PIXEL = 3400
 # Tiled: per pixel of one crop (its forward and VJP, as untiled), and per pixel of the image: x and
-# its gradient (24), the L-BFGS history (2 x 10 x 12 = 240), the guard's copies (24), the relu4_2
-# target (32), transients. Conservative against bench/memory.py: 512 px cores (736x736 crops)
+# its gradient (24), the L-BFGS memory (2 x 10 x 12 = 240 in float32), the guard's copies (24), the
+# relu4_2 target (32), transients. Conservative against bench/memory.py: 512 px cores (736x736 crops)
 # peaked at 2.31 GB at 1024x768 and 2.51 GB at 2048x1536, estimated here at 2.8 and 3.7 GB.
 CROP_BYTES_PER_PIXEL = 3400
-STATE_BYTES_PER_PIXEL = 500  # was 400; a 4096x3072 CLI run with --max-memory 8 peaked 1.3 GB (103 B/px) above that
+# Per image pixel, by the L-BFGS memory's dtype (jaxstyle.lbfgs; planned runs hold bfloat16 unless
+# told otherwise). Calibrated on 4096x3072 CLI runs with --max-memory 8: float32 memory, 128-row
+# bands keeping block 4, peaked 103 B/px above 400 (then the figure); bfloat16 memory, 192-row
+# bands, peaked 8.95e9 bytes, 49 B/px above the estimate with 368 (= 500 - 132: the optimizer
+# update's arguments and temporaries at 1024x768 are 132 B/px smaller, bench/lbfgs_history.py).
+# Hence bfloat16 420 and float32 420 + 132.
+STATE_BYTES_PER_PIXEL = {"float32": 552, "bfloat16": 420}
 BASE_BYTES = 600 << 20  # JAX, XLA, the weights
 TILE_CHOICES = (2048, 1536, 1024, 768, 512, 384, 256)  # core sizes tried, largest first
 # Streamed bands (jaxstyle.bands): per pixel of one band (its activations, forward and VJP), per
@@ -472,19 +478,21 @@ def untiled_bytes(height: int, width: int) -> int:
     return BASE_BYTES + UNTILED_BYTES_PER_PIXEL * height * width
 
 
-def tiled_bytes(plan: TilePlan) -> int:
-    """Estimated peak bytes of a tiled run with this plan."""
-    return BASE_BYTES + CROP_BYTES_PER_PIXEL * plan.crop[0] * plan.crop[1] + STATE_BYTES_PER_PIXEL * plan.height * plan.width
+def tiled_bytes(plan: TilePlan, memory_dtype: str = "bfloat16") -> int:
+    """Estimated peak bytes of a tiled run with this plan, its L-BFGS memory in ``memory_dtype``."""
+    return (BASE_BYTES + CROP_BYTES_PER_PIXEL * plan.crop[0] * plan.crop[1]
+            + STATE_BYTES_PER_PIXEL[memory_dtype] * plan.height * plan.width)
 
 
-def banded_bytes(plan) -> int:
+def banded_bytes(plan, memory_dtype: str = "bfloat16") -> int:
     """Estimated peak bytes of a streamed run (``jaxstyle.bands``) with this plan."""
     return (BASE_BYTES + BAND_BYTES_PER_PIXEL * plan.band * plan.width + CARRY_BYTES_PER_COLUMN * plan.bands * plan.width
-            + (STATE_BYTES_PER_PIXEL + (KEEP_BYTES_PER_PIXEL if plan.keep else 0)) * plan.height * plan.width)
+            + (STATE_BYTES_PER_PIXEL[memory_dtype] + (KEEP_BYTES_PER_PIXEL if plan.keep else 0)) * plan.height * plan.width)
 
 
 def choose_plan(height: int, width: int, layers, *, max_memory: float | None = None,
-                tile: int | None = None, what: str = "the image", margin: int = 0, streamable: bool = False):
+                tile: int | None = None, what: str = "the image", margin: int = 0, streamable: bool = False,
+                memory_dtype: str = "bfloat16"):
     """``None`` (evaluate whole), a band plan (``jaxstyle.bands``) or a tile plan for an image of this size.
 
     Args:
@@ -495,6 +503,7 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
       what: names the image in the error message.
       margin: extra halo in pixels (:func:`make_plan`).
       streamable: the objective can be evaluated in streamed bands (every loss but MRF).
+      memory_dtype: of the run's L-BFGS memory if it is planned (``StyleConfig.lbfgs_dtype``).
 
     Returns:
       ``None`` when the image fits untiled (or ``tile == 0``); else, when ``streamable``, the band
@@ -506,7 +515,7 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
       Raises :class:`JaxstyleError` when nothing fits.
     """
     budget = 0.7 * free_memory_bytes() if max_memory is None else float(max_memory)
-    tiles = _choose_tiles(height, width, layers, budget, tile, what, margin)
+    tiles = _choose_tiles(height, width, layers, budget, tile, what, margin, memory_dtype)
     if tiles is None or not streamable:
         return tiles
     from . import bands
@@ -517,10 +526,10 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
         [(rows, bands.KEEP) for rows in BAND_CHOICES if rows >= KEEP_MIN_ROWS] + [(rows, ()) for rows in BAND_CHOICES])
     plans = [bands.make_plan(height, width, rows, layers, keep, tiles.tile) for rows, keep in choices]
     limit = max(budget, total_memory_bytes()) if tile else budget
-    return next((plan for plan in plans if banded_bytes(plan) <= limit), tiles)
+    return next((plan for plan in plans if banded_bytes(plan, memory_dtype) <= limit), tiles)
 
 
-def _choose_tiles(height, width, layers, budget, tile, what, margin):
+def _choose_tiles(height, width, layers, budget, tile, what, margin, memory_dtype):
     if tile is not None:
         if tile == 0:
             if untiled_bytes(height, width) > max(budget, total_memory_bytes()):
@@ -529,37 +538,38 @@ def _choose_tiles(height, width, layers, budget, tile, what, margin):
                     f"than this machine has: drop --tile 0 (it then runs tile by tile) or lower --size")
             return None
         limit = max(budget, total_memory_bytes())
-        if BASE_BYTES + STATE_BYTES_PER_PIXEL * height * width > limit:  # before enumerating the tiles
+        if BASE_BYTES + STATE_BYTES_PER_PIXEL[memory_dtype] * height * width > limit:  # before enumerating the tiles
             raise JaxstyleError(
                 f"{what} ({width}x{height}) needs more than {limit / 2**30:.1f} GB even tiled, more than this machine has: "
-                f"make it at most {largest_fitting_size(height, width, layers, limit, margin)} px on its long side (lower --size)")
+                f"make it at most {largest_fitting_size(height, width, layers, limit, margin, memory_dtype)} px on its long side (lower --size)")
         plan = make_plan(height, width, tile, layers, margin=margin)
-        if tiled_bytes(plan) > limit:
+        if tiled_bytes(plan, memory_dtype) > limit:
             raise JaxstyleError(
-                f"{what} ({width}x{height}) needs about {tiled_bytes(plan) / 2**30:.1f} GB tiled at {tile} px, more than "
+                f"{what} ({width}x{height}) needs about {tiled_bytes(plan, memory_dtype) / 2**30:.1f} GB tiled at {tile} px, more than "
                 "this machine has: use a smaller --tile, or lower --size")
         return plan
     if untiled_bytes(height, width) <= budget:
         return None
     for core in TILE_CHOICES:
         plan = make_plan(height, width, core, layers, margin=margin)
-        if tiled_bytes(plan) <= budget:
+        if tiled_bytes(plan, memory_dtype) <= budget:
             return plan
     smallest = make_plan(height, width, TILE_CHOICES[-1], layers, margin=margin)
     raise JaxstyleError(
-        f"{what} ({width}x{height}) needs about {tiled_bytes(smallest) / 2**30:.1f} GB even tiled at "
+        f"{what} ({width}x{height}) needs about {tiled_bytes(smallest, memory_dtype) / 2**30:.1f} GB even tiled at "
         f"{TILE_CHOICES[-1]} px, over the {budget / 2**30:.1f} GB budget: make it at most "
-        f"{largest_fitting_size(height, width, layers, budget, margin)} px on its long side (lower --size or --style-scale) "
+        f"{largest_fitting_size(height, width, layers, budget, margin, memory_dtype)} px on its long side (lower --size or --style-scale) "
         "or raise --max-memory"
     )
 
 
-def largest_fitting_size(height: int, width: int, layers, budget: float, margin: int = 0) -> int:
+def largest_fitting_size(height: int, width: int, layers, budget: float, margin: int = 0,
+                         memory_dtype: str = "bfloat16") -> int:
     """The largest long side at this aspect ratio whose smallest-tile plan fits ``budget`` bytes."""
     def fits(long_side: int) -> bool:
         scale = long_side / max(height, width)
         h, w = max(1, round(height * scale)), max(1, round(width * scale))
-        return tiled_bytes(make_plan(h, w, TILE_CHOICES[-1], layers, margin=margin)) <= budget
+        return tiled_bytes(make_plan(h, w, TILE_CHOICES[-1], layers, margin=margin), memory_dtype) <= budget
 
     low, high = 16, max(height, width)
     while low < high:

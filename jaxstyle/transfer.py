@@ -73,11 +73,16 @@ def _batched_terms(x, problem):
     return optimize.over_batch(objective.loss_terms, (0, objective.batch_axes(problem.spec)), x, problem)
 
 
+def _method(config: StyleConfig, planned: bool) -> dict:
+    """The optimizer's static options, as ``optimize``'s step functions take them."""
+    return dict(kind=config.optimizer, linesearch=config.linesearch, memory_dtype=config.lbfgs_dtype(planned))
+
+
 class _Whole:
     """Jobs stacked on a leading batch axis, one vmapped step; sharded over ``devices`` if several."""
 
     def __init__(self, config: StyleConfig, devices):
-        self.kind, self.linesearch = config.optimizer, config.linesearch
+        self.method = _method(config, planned=False)
         self.devices = len(devices) if devices else 1
         self.sharding = NamedSharding(Mesh(np.asarray(devices), ("batch",)), PartitionSpec("batch")) if devices else None
         self.replicated = NamedSharding(self.sharding.mesh, PartitionSpec()) if devices else None
@@ -104,11 +109,11 @@ class _Whole:
         return [np.take(array, b, axis) for b in range(array.shape[axis])]
 
     def init(self, x):
-        return optimize.init_state(x, kind=self.kind, linesearch=self.linesearch, batched=True, sharding=self.sharding)
+        return optimize.init_state(x, **self.method, batched=True, sharding=self.sharding)
 
     def step(self, x, state, lr, problem):
-        return optimize.step(x, state, lr, problem, loss_fn=objective.total_loss, kind=self.kind,
-                             linesearch=self.linesearch, axes=objective.batch_axes(problem.spec), sharding=self.sharding)
+        return optimize.step(x, state, lr, problem, loss_fn=objective.total_loss, **self.method,
+                             axes=objective.batch_axes(problem.spec), sharding=self.sharding)
 
     def terms(self, x, problem) -> dict:
         return _batched_terms(x, problem)
@@ -121,7 +126,7 @@ class _Tiled:
     devices = 1
 
     def __init__(self, config: StyleConfig, tiles: tiling.TilePlan | bands.BandPlan):
-        self.kind, self.linesearch, self.tiles = config.optimizer, config.linesearch, tiles
+        self.method, self.tiles = _method(config, planned=True), tiles
 
     def problem(self, problems: list) -> objective.Problem:
         (problem,) = problems
@@ -135,11 +140,11 @@ class _Tiled:
         return [np.asarray(array)]
 
     def init(self, x):
-        return optimize.init_state(x, kind=self.kind, linesearch=self.linesearch)
+        return optimize.init_state(x, **self.method)
 
     def step(self, x, state, lr, problem):
         value, grad = self.tiles.value_and_grad(x, problem)
-        return optimize.jitted_update(x, state, lr, value, grad, kind=self.kind, linesearch=self.linesearch)
+        return optimize.jitted_update(x, state, lr, value, grad, **self.method)
 
     def terms(self, x, problem) -> dict:
         return self.tiles.loss_terms(x, problem)

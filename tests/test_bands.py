@@ -82,9 +82,15 @@ def test_the_planner_streams_when_it_can_and_keeps_block_4_when_that_fits():
     # The documented estimate: base + one band's activations + the carries + image-sized state.
     assert tiling.banded_bytes(roomy) == (tiling.BASE_BYTES + tiling.BAND_BYTES_PER_PIXEL * roomy.band * 4096
                                           + tiling.CARRY_BYTES_PER_COLUMN * roomy.bands * 4096
-                                          + (tiling.STATE_BYTES_PER_PIXEL + tiling.KEEP_BYTES_PER_PIXEL) * 3072 * 4096)
+                                          + (tiling.STATE_BYTES_PER_PIXEL["bfloat16"] + tiling.KEEP_BYTES_PER_PIXEL) * 3072 * 4096)
+    # A float32 L-BFGS memory (--lbfgs-history float32) needs 132 B/px more: at roomy's budget the
+    # planner then takes fewer rows or keeps nothing.
+    assert tiling.banded_bytes(roomy, "float32") - tiling.banded_bytes(roomy) == 132 * 3072 * 4096
+    f32 = tiling.choose_plan(3072, 4096, layers, max_memory=tiling.banded_bytes(roomy), streamable=True,
+                             memory_dtype="float32")
+    assert (f32.band, f32.keep) != (roomy.band, roomy.keep) and tiling.banded_bytes(f32, "float32") <= tiling.banded_bytes(roomy)
     # Wider than a band of 16 rows can hold: crops with halos, whose memory does not grow at all.
-    wide = tiling.choose_plan(2000, 60000, layers, max_memory=tiling.BASE_BYTES + tiling.STATE_BYTES_PER_PIXEL * 2000 * 60000
+    wide = tiling.choose_plan(2000, 60000, layers, max_memory=tiling.BASE_BYTES + tiling.STATE_BYTES_PER_PIXEL["bfloat16"] * 2000 * 60000
                               + (2 << 30),
                               streamable=True)
     assert isinstance(wide, tiling.TilePlan)
@@ -120,4 +126,4 @@ def test_streamed_memory_does_not_grow_with_the_height():
     # STATE_BYTES_PER_PIXEL), plus 64 MB of allocator slack.
     growth = tall["rss"] - short["rss"]
     extra = tall["pixels"] - short["pixels"]
-    assert growth < tiling.STATE_BYTES_PER_PIXEL * extra + (64 << 20), (growth, extra)
+    assert growth < tiling.STATE_BYTES_PER_PIXEL["bfloat16"] * extra + (64 << 20), (growth, extra)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jaxstyle import optimize
 
@@ -107,3 +108,53 @@ def test_the_jitted_step_compiles_once_for_new_values(caplog):
             x, state, _, _ = optimize.step(x, state, jnp.float32(0.1), jnp.float32(value), loss_fn=loss, kind="adam")
     counts = collections.Counter(r.message.split(" with ")[0] for r in caplog.records if "Compiling" in r.message)
     assert counts["Compiling jit(step)"] == 1, counts
+
+
+def rosenbrock(x):
+    """A non-quadratic test function (curvature changes along the path): sum of 2-D Rosenbrock valleys."""
+    a, b = x[..., 0], x[..., 1]
+    return jnp.sum((1.0 - a) ** 2 + 10.0 * (b - a**2) ** 2)
+
+
+def lbfgs_path(direction, steps: int = 25):
+    """Iterates of ``x - 0.5 * direction`` from a fixed start (shape (3, 4, 2), an image-like array)."""
+    x = jnp.asarray(np.random.default_rng(1).uniform(-1.5, 1.5, (3, 4, 2)), jnp.float32)
+    state, path = direction.init(x), []
+    for _ in range(steps):
+        value, grad = jax.value_and_grad(rosenbrock)(x)
+        d, state = jax.jit(direction.update)(grad, state, x)
+        x = x - 0.5 * d
+        path.append(float(value))
+    return x, path
+
+
+def test_lbfgs_with_float32_memory_is_optaxs_and_bfloat16_memory_still_converges():
+    from jaxstyle import lbfgs
+
+    memory = 4  # fewer than the steps: slots are reused
+    ours, ours_path = lbfgs_path(lbfgs.scale_by_lbfgs(memory, "float32"))
+    theirs, theirs_path = lbfgs_path(optax.scale_by_lbfgs(memory_size=memory))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours_path, theirs_path, rtol=1e-5)
+    assert theirs_path[-1] < 1e-3 * theirs_path[0]  # the reference itself converges here
+    half, half_path = lbfgs_path(lbfgs.scale_by_lbfgs(memory, "bfloat16"))
+    state = lbfgs.scale_by_lbfgs(memory, "bfloat16").init(half)
+    assert state.steps.dtype == state.changes.dtype == jnp.uint16 and state.last_params.dtype == jnp.float32
+    assert half_path[-1] < 1e-3 * half_path[0]  # rounded pairs: a different path, still converging
+    assert half_path != ours_path
+
+
+def test_the_lbfgs_memory_is_bfloat16_only_where_the_image_is_planned():
+    from jaxstyle import JaxstyleError, StyleConfig
+
+    auto = StyleConfig()
+    assert (auto.lbfgs_dtype(planned=False), auto.lbfgs_dtype(planned=True)) == ("float32", "bfloat16")
+    for dtype in ("float32", "bfloat16"):
+        forced = StyleConfig(lbfgs_history=dtype)
+        assert forced.lbfgs_dtype(planned=False) == forced.lbfgs_dtype(planned=True) == dtype
+    with pytest.raises(JaxstyleError, match="lbfgs_history.*float32, bfloat16"):
+        StyleConfig(lbfgs_history="float16")
+    x = jnp.zeros((4, 6, 3), jnp.float32)
+    state = optimize.init_state(x, kind="lbfgs", memory_dtype="bfloat16")
+    held = jax.tree.leaves(state)
+    assert sum(a.nbytes for a in held if a.dtype == jnp.uint16) == 2 * optimize.LBFGS_MEMORY * x.size * 2

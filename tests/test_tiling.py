@@ -129,7 +129,7 @@ def test_choose_plan_picks_untiled_when_it_fits_else_the_largest_tile_that_fits(
     assert all(tiling.tiled_bytes(tiling.make_plan(3072, 4096, t, layers)) > budget for t in larger)
     # The documented estimate: base + crop activations + image-sized state.
     assert tiling.tiled_bytes(plan) == (tiling.BASE_BYTES + tiling.CROP_BYTES_PER_PIXEL * plan.crop[0] * plan.crop[1]
-                                        + tiling.STATE_BYTES_PER_PIXEL * 3072 * 4096)
+                                        + tiling.STATE_BYTES_PER_PIXEL["bfloat16"] * 3072 * 4096)
     assert tiling.choose_plan(3072, 4096, layers, tile=0, max_memory=64 << 30) is None  # never tile, if asked
     with pytest.raises(JaxstyleError, match="drop --tile 0"):  # ... unless it cannot fit any machine's memory
         tiling.choose_plan(30000, 40000, layers, tile=0, max_memory=64 << 30)
@@ -200,9 +200,9 @@ def test_tiled_memory_does_not_grow_with_the_image():
     # Untiled, about 1.5 KB per extra pixel for these layers (0.9 GB here). Tiled, only image-sized
     # buffers grow: the image and its gradient (12 B/px each), the photo, the start image, the
     # relu3_1 target (256 channels / 16 px = 64 B/px) and transient copies of them: under
-    # STATE_BYTES_PER_PIXEL (which also covers L-BFGS's history), plus 64 MB of allocator slack.
+    # STATE_BYTES_PER_PIXEL (which also covers the L-BFGS memory), plus 64 MB of allocator slack.
     growth = large["rss"] - small["rss"]
-    assert growth < tiling.STATE_BYTES_PER_PIXEL * extra_pixels + (64 << 20), (growth, extra_pixels)
+    assert growth < tiling.STATE_BYTES_PER_PIXEL["bfloat16"] * extra_pixels + (64 << 20), (growth, extra_pixels)
 
 
 def test_a_batch_of_jobs_too_large_to_evaluate_whole_runs_each_job_tiled():
