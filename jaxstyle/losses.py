@@ -91,10 +91,10 @@ def _sqrtm_psd(m: jax.Array) -> jax.Array:
 
 SQRT_KNEE = 1e-3
 """Eigenvalues under this fraction of the largest enter ``tr(A^1/2)`` through a straight line, not the
-square root (see :func:`_trace_sqrt_psd`)."""
+square root (see :func:`trace_sqrt_psd`)."""
 
 
-def _trace_sqrt_psd(m: jax.Array) -> jax.Array:
+def trace_sqrt_psd(m: jax.Array) -> jax.Array:
     """``tr(m^1/2)`` of a symmetric PSD matrix, with a gradient that stays bounded and reproducible.
 
     The square root's slope ``1/(2 sqrt(l))`` is unbounded as an eigenvalue ``l`` goes to zero, and the
@@ -136,7 +136,7 @@ def wasserstein_layer_loss(x_stats: dict, target: dict, normalization: Normaliza
     inner = jnp.matmul(jnp.matmul(root, x_stats["cov"], precision=jax.lax.Precision.HIGHEST), root,
                        precision=jax.lax.Precision.HIGHEST)
     inner = 0.5 * (inner + inner.T)
-    cross = _trace_sqrt_psd(inner)
+    cross = trace_sqrt_psd(inner)
     w2 = (jnp.sum(jnp.square(x_stats["mean"] - target["mean"]))
           + jnp.trace(x_stats["cov"]) + jnp.trace(target["cov"]) - 2.0 * cross)
     if normalization in ("paper", "area"):

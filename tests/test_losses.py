@@ -120,11 +120,11 @@ def test_trace_sqrt_is_exact_above_the_knee_and_its_slope_bounded_below_it():
     # the chord l / sqrt(knee) below it (0 at 0, continuous at the knee), so the slope never exceeds
     # 1 / sqrt(knee) however small l (sqrt's 1 / (2 sqrt(l)) would be 5e4 at l = 1e-10).
     knee = losses.SQRT_KNEE
-    trace = jax.jit(losses._trace_sqrt_psd)
+    trace = jax.jit(losses.trace_sqrt_psd)
     for small in (0.0, 1e-10, 0.5 * knee, knee, 4 * knee):
         expected = 1.5 + (np.sqrt(small) if small >= knee else small / np.sqrt(knee))
         np.testing.assert_allclose(float(trace(jnp.diag(jnp.array([1.0, 0.25, small])))), expected, rtol=1e-6)
-        slope = jax.grad(lambda a: losses._trace_sqrt_psd(jnp.diag(jnp.array([1.0, 0.25, 0.0]) + a * jnp.eye(3)[2])))(small)
+        slope = jax.grad(lambda a: losses.trace_sqrt_psd(jnp.diag(jnp.array([1.0, 0.25, 0.0]) + a * jnp.eye(3)[2])))(small)
         assert 0.0 < float(slope) <= 1.0 / np.sqrt(knee) + 1e-3
     rotation = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0].astype(np.float32)
     m = rotation @ np.diag([1.0, 0.25, 1e-8]).astype(np.float32) @ rotation.T  # rotation-invariant
