@@ -90,12 +90,6 @@ def stylize_batch(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None 
     config = jobs[0].config
     if any(tile_plan(long_side_shape(shapes[0], size), config) is not None for size, _ in config.schedule()):
         size = 1  # too large to evaluate whole: each job runs alone, tile by tile (compiled once per shape)
-    elif config.style_loss == "wasserstein" and devices[0].platform == "cpu":
-        # Vmapped over jobs, W2's eigendecompositions become batched ones, which XLA:CPU runs as
-        # tasks on the thread pool that runs the program: two layers' batches in flight at once
-        # deadlocked it (3 jobs at 96 px hung for good, idle; losses.style_loss_of_statistic). One
-        # job at a time, same compiled step.
-        size = 1
     else:
         size = batch_size or auto_batch_size(shapes[0][0] * shapes[0][1], len(jobs), len(devices))
     sharded = len(devices) > 1 and size > 1

@@ -84,8 +84,41 @@ def feature_stats(features: jax.Array) -> dict:
     return {"mean": mean, "cov": cov}
 
 
+@jax.custom_batching.sequential_vmap
+def _eigh(m: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``jnp.linalg.eigh`` of one symmetric matrix that, vmapped, becomes a loop, never a batch.
+
+    XLA:CPU runs a batch of eigendecompositions as tasks on the thread pool that also runs the
+    program; two batches in flight at once (two layers' W2 terms are independent, and vmap over
+    paintings or over a batch of jobs makes each a batch) each waited for tasks only the other's
+    thread could run: the process hung, idle, for good (jax 0.10.2, 2 cores; seen streamed, tiled
+    and in batches of jobs). A loop of single eigendecompositions runs each on its caller's thread.
+    The matrices are at most 512 x 512 and few, so the loop costs nothing next to VGG.
+    """
+    return jnp.linalg.eigh(m)
+
+
+@jax.custom_vjp
+def eigvalsh(m: jax.Array) -> jax.Array:
+    """Eigenvalues of a symmetric matrix (ascending), from :func:`_eigh`: never batched when vmapped."""
+    return _eigh(m)[0]
+
+
+def _eigvalsh_fwd(m):
+    vals, vecs = _eigh(m)
+    return vals, vecs
+
+
+def _eigvalsh_bwd(vecs, g):
+    # d l_i = v_i^T dm v_i for a symmetric perturbation dm: the cotangent is V diag(g) V^T.
+    return (jnp.matmul(vecs * g.reshape(1, -1), vecs.T, precision=jax.lax.Precision.HIGHEST),)
+
+
+eigvalsh.defvjp(_eigvalsh_fwd, _eigvalsh_bwd)
+
+
 def _sqrtm_psd(m: jax.Array) -> jax.Array:
-    vals, vecs = jnp.linalg.eigh(m)
+    vals, vecs = _eigh(m)
     return jnp.matmul(vecs * jnp.sqrt(jnp.maximum(vals, 0.0)).reshape(1, -1), vecs.T)
 
 
@@ -105,7 +138,7 @@ def trace_sqrt_psd(m: jax.Array) -> jax.Array:
     value >= 0), slope at most ``1/sqrt(t)``. The trace then changes by at most ``sqrt(t)/4`` per
     eigenvalue under the knee; the float32 W2 gradient then matches float64 to 1.2e-5 (knee 1e-3).
     """
-    vals = jnp.linalg.eigvalsh(m)
+    vals = eigvalsh(m)
     knee = SQRT_KNEE * jnp.maximum(jax.lax.stop_gradient(jnp.max(vals)), _EPS)
     return jnp.sum(jnp.where(vals >= knee, jnp.sqrt(jnp.maximum(vals, knee)), jnp.maximum(vals, 0.0) / jnp.sqrt(knee)))
 
@@ -163,15 +196,8 @@ def style_loss_of_statistic(statistic, targets, blend: jax.Array, normalization:
                             kind: str = "gram") -> jax.Array:
     """:func:`style_loss` from the image's statistic: its (C, C) Gram matrix (``"gram"``) or
     ``{"mean": (C,), "cov": (C, C)}`` (``"wasserstein"``), however it was summed (whole or tiled)."""
-    if kind == "gram":
-        per_style = jax.vmap(style_layer_loss, in_axes=(None, 0, None))(statistic, targets, normalization)
-    else:
-        # One eigendecomposition per painting, not a batched one: XLA:CPU runs a batch of them as tasks
-        # on the same thread pool that runs the program, and two batches in flight at once (two
-        # layers' terms are independent) each waited for tasks the other's thread would have run:
-        # the process hung, idle, for good (jax 0.10.2, 2 cores; seen in tiled and streamed W2).
-        per_style = jnp.stack([wasserstein_layer_loss(statistic, jax.tree.map(lambda t: t[i], targets), normalization)
-                               for i in range(blend.shape[0])])
+    layer_loss = style_layer_loss if kind == "gram" else wasserstein_layer_loss
+    per_style = jax.vmap(layer_loss, in_axes=(None, 0, None))(statistic, targets, normalization)
     return jnp.dot(blend, per_style)
 
 

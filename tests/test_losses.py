@@ -129,3 +129,32 @@ def test_trace_sqrt_is_exact_above_the_knee_and_its_slope_bounded_below_it():
     rotation = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0].astype(np.float32)
     m = rotation @ np.diag([1.0, 0.25, 1e-8]).astype(np.float32) @ rotation.T  # rotation-invariant
     np.testing.assert_allclose(float(trace(jnp.asarray(m))), 1.5 + 1e-8 / np.sqrt(knee), rtol=1e-5)
+
+
+def _eigh_operand_shapes(jaxpr) -> list:
+    """Input shapes of every eigendecomposition in ``jaxpr``, inside loops and calls too."""
+    shapes = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "eigh":
+            shapes.append(eqn.invars[0].aval.shape)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    shapes += _eigh_operand_shapes(inner)
+    return shapes
+
+
+def test_vmapped_w2_takes_one_unbatched_eigendecomposition_at_a_time():
+    # A batch of eigendecompositions ran as tasks on XLA:CPU's program thread pool, and two in
+    # flight at once deadlocked it (three W2 jobs batched at 96 px hung for good). Vmapped over
+    # jobs and paintings, each eigendecomposition must stay one (C, C) matrix, in a loop.
+    m = np.einsum("bij,bkj->bik", A, A) + np.eye(4, dtype=np.float32)
+    nested = jax.vmap(jax.vmap(jax.grad(losses.trace_sqrt_psd)))
+    shapes = _eigh_operand_shapes(jax.make_jaxpr(nested)(np.stack([m, m])).jaxpr)
+    assert shapes and all(shape == (4, 4) for shape in shapes), shapes
+    # ... and the values and gradients are jnp.linalg's, batched or not.
+    np.testing.assert_allclose(jax.vmap(losses.eigvalsh)(m), np.linalg.eigvalsh(m.astype(np.float64)), rtol=1e-5)
+    reference = jax.vmap(jax.grad(lambda a: jnp.sum(jnp.sqrt(jnp.linalg.eigvalsh(a)))))(m)
+    mine = jax.vmap(jax.grad(lambda a: jnp.sum(jnp.sqrt(losses.eigvalsh(a)))))(m)
+    np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)
