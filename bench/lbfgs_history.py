@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import SHARED, images  # noqa: E402
 
 import jaxstyle  # noqa: E402
-from jaxstyle import optimize  # noqa: E402
+from jaxstyle import lbfgs, optimize  # noqa: E402
 
 PAIRS = (("tubingen.jpg", "starry_night.jpg"), ("golden_gate.jpg", "the_scream.jpg"),
          ("tubingen.jpg", "shipwreck.jpg"))
@@ -34,9 +34,10 @@ def pairs() -> list:
 
 def update_bytes(dtype: str, height: int = 768, width: int = 1024) -> dict:
     x = jnp.zeros((height, width, 3), jnp.float32)
-    state = optimize.init_state(x, kind="lbfgs", memory_dtype=dtype)
+    memory = lbfgs.Memory(optimize.LBFGS_MEMORY, dtype)
+    state = optimize.init_state(x, kind="lbfgs", memory=memory)
     compiled = optimize.jitted_update.lower(x, state, jnp.float32(1), jnp.float32(1), x, kind="lbfgs",
-                                           memory_dtype=dtype).compile()
+                                           memory=memory).compile()
     m = compiled.memory_analysis()
     return {k: getattr(m, f"{k}_size_in_bytes") / (height * width) for k in ("argument", "temp")}
 

@@ -20,8 +20,8 @@ from the first evaluation on; start-up and jaxstyle's compilation (its first ste
 curve by a median step) are reported separately. jaxstyle stops at PyTorch's loss, or after
 ``--max-time`` (1.5) times PyTorch's time; the last column is then its loss when PyTorch finished,
 relative to PyTorch's. ``--variant KEY=VALUE`` adds a jaxstyle curve with
-a changed option (a ``StyleConfig`` field, or ``lbfgs_memory`` / ``guard_factor``, the optimizer's
-constants); each variant runs in its own process.
+a changed option (a ``StyleConfig`` field such as ``lbfgs_memory``, or ``guard_factor``, the
+optimizer's constant); each variant runs in its own process.
 
 Pairs: the bundled ``chelsea`` x ``starry_night`` and, when ``../shared/images`` exists, ``tubingen`` x
 ``the_scream`` and ``golden_gate`` x ``shipwreck``.
@@ -104,7 +104,6 @@ def run_jaxstyle(content: Path, style: Path, size: int, target: float, max_steps
     from jaxstyle import optimize
 
     variant = dict(variant)
-    optimize.LBFGS_MEMORY = int(variant.pop("lbfgs_memory", optimize.LBFGS_MEMORY))
     optimize.GUARD_FACTOR = float(variant.pop("guard_factor", optimize.GUARD_FACTOR))
     cfg = pastiche_config(size, max_steps, **variant)
     last_scale = len(cfg.schedule()) - 1

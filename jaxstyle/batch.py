@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import jax
 
-from . import tiling
+from . import lbfgs, tiling
 from .config import StyleConfig, fields_of_kind
 from .errors import JaxstyleError
 from .image import long_side_shape
@@ -37,9 +37,11 @@ def static_key(config: StyleConfig, content_shape, n_styles: int) -> tuple:
     return (tuple(content_shape[:2]), n_styles, tuple(sorted((k, repr(v)) for k, v in fields.items())))
 
 
-def auto_batch_size(pixels: int, n_jobs: int, devices: int) -> int:
-    """Jobs per batch: as many as fit in about half the free memory, a multiple of the devices."""
-    fit = max(1, int(0.5 * tiling.free_memory_bytes() // (BYTES_PER_PIXEL * pixels)))
+def auto_batch_size(pixels: int, n_jobs: int, devices: int, memory: lbfgs.Memory = tiling.WHOLE) -> int:
+    """Jobs per batch: as many as fit in about half the free memory, a multiple of the devices.
+    ``memory``: the jobs' L-BFGS memory (:data:`BYTES_PER_PIXEL` counts the default one)."""
+    per_pixel = BYTES_PER_PIXEL + tiling.more_pairs_bytes(memory)
+    fit = max(1, int(0.5 * tiling.free_memory_bytes() // (per_pixel * pixels)))
     size = min(n_jobs, fit, 64)
     return max(devices, size // devices * devices)
 
@@ -91,7 +93,8 @@ def stylize_batch(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None 
     if any(tile_plan(long_side_shape(shapes[0], size), config) is not None for size, _ in config.schedule()):
         size = 1  # too large to evaluate whole: each job runs alone, tile by tile (compiled once per shape)
     else:
-        size = batch_size or auto_batch_size(shapes[0][0] * shapes[0][1], len(jobs), len(devices))
+        size = batch_size or auto_batch_size(shapes[0][0] * shapes[0][1], len(jobs), len(devices),
+                                              config.lbfgs_memory_for(planned=False))
     sharded = len(devices) > 1 and size > 1
     # Equal batches (at most one padding job each, repeating the last job), so that every batch has
     # one shape and the group compiles once: 65 jobs at 64 per batch run as two batches of 33.

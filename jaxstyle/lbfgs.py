@@ -14,6 +14,7 @@ unit norm; with float32 memory the directions equal ``optax.scale_by_lbfgs``'s (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -21,6 +22,19 @@ import jax.numpy as jnp
 import optax
 
 DTYPES = ("float32", "bfloat16")
+ITEMSIZE = {"float32": 4, "bfloat16": 2}
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the L-BFGS memory keeps: the last ``pairs`` (s, y) pairs of images, in ``dtype``."""
+
+    pairs: int
+    dtype: str
+
+    def bytes_per_value(self) -> int:
+        """Bytes it holds per value of the image (per pixel and channel): both images of each pair."""
+        return 2 * self.pairs * ITEMSIZE[self.dtype]
 
 
 class LBFGSState(NamedTuple):

@@ -30,7 +30,7 @@ Linesearch = Literal["none", "backtracking", "zoom"]
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 LBFGS_MEMORY = 10
 MEMORY_DTYPES = lbfgs.DTYPES  # of the L-BFGS memory (jaxstyle.lbfgs)
-MemoryDtype = Literal["float32", "bfloat16"]
+DEFAULT_MEMORY = lbfgs.Memory(LBFGS_MEMORY, "float32")
 LINESEARCH_STEPS = 16
 # L-BFGS without a line search: reject a step that multiplied the loss by more than this. Lower
 # factors hurt: at 2, a 48 px run whose loss rises 7x for one step and then falls fast ended 200x
@@ -39,9 +39,9 @@ GUARD_FACTOR = 100.0
 
 
 def make_optimizer(kind: Optimizer, learning_rate, linesearch: Linesearch = "none",
-                   memory_dtype: MemoryDtype = "float32") -> optax.GradientTransformationExtraArgs:
+                   memory: lbfgs.Memory = DEFAULT_MEMORY) -> optax.GradientTransformationExtraArgs:
     """The optax transformation for ``kind``; ``learning_rate`` may be a traced scalar. L-BFGS is
-    optax's, with its memory held in ``memory_dtype`` (``jaxstyle.lbfgs``).
+    optax's, keeping ``memory`` (how many pairs, in which dtype: ``jaxstyle.lbfgs``).
 
     L-BFGS line searches, measured on the 2-core CPU (bench/speed.py, 256 and 512 px): ``"none"``
     takes the L-BFGS step scaled by the learning rate, one loss evaluation per iteration, as
@@ -59,7 +59,7 @@ def make_optimizer(kind: Optimizer, learning_rate, linesearch: Linesearch = "non
             ),
             "zoom": optax.scale_by_zoom_linesearch(max_linesearch_steps=LINESEARCH_STEPS),
         }[linesearch]
-        return optax.chain(lbfgs.scale_by_lbfgs(LBFGS_MEMORY, memory_dtype), optax.scale_by_learning_rate(learning_rate),
+        return optax.chain(lbfgs.scale_by_lbfgs(memory.pairs, memory.dtype), optax.scale_by_learning_rate(learning_rate),
                            optax.identity() if search is None else search)
     if kind == "adam":
         return optax.with_extra_args_support(optax.adam(learning_rate))
@@ -144,29 +144,29 @@ def _guarded(kind: Optimizer, linesearch: Linesearch) -> bool:
 
 
 def transformation(kind: Optimizer, learning_rate, linesearch: Linesearch = "none",
-                   memory_dtype: MemoryDtype = "float32") -> optax.GradientTransformationExtraArgs:
+                   memory: lbfgs.Memory = DEFAULT_MEMORY) -> optax.GradientTransformationExtraArgs:
     """The run's optax transformation: :func:`make_optimizer`, inside :func:`guard` for L-BFGS
     without a line search. ``learning_rate`` may be traced."""
     if _guarded(kind, linesearch):
-        return guard(lambda scale: make_optimizer(kind, learning_rate * scale, linesearch, memory_dtype))
-    return make_optimizer(kind, learning_rate, linesearch, memory_dtype)
+        return guard(lambda scale: make_optimizer(kind, learning_rate * scale, linesearch, memory))
+    return make_optimizer(kind, learning_rate, linesearch, memory)
 
 
 def init(x: jax.Array, kind: Optimizer, linesearch: Linesearch = "none",
-         memory_dtype: MemoryDtype = "float32") -> optax.OptState:
+         memory: lbfgs.Memory = DEFAULT_MEMORY) -> optax.OptState:
     """The optimizer state for the image ``x`` (its structure does not depend on the learning rate)."""
-    return transformation(kind, jnp.ones((), x.dtype), linesearch, memory_dtype).init(x)
+    return transformation(kind, jnp.ones((), x.dtype), linesearch, memory).init(x)
 
 
 def update(x, state, lr, value, grad, value_fn=None, *, kind: Optimizer, linesearch: Linesearch = "none",
-           memory_dtype: MemoryDtype = "float32") -> Step:
+           memory: lbfgs.Memory = DEFAULT_MEMORY) -> Step:
     """One optimizer iteration from the loss ``value`` and its ``grad`` at ``x``, however they were
     computed (whole, or tile by tile as in ``jaxstyle.tiling``). ``value_fn`` is needed only by the
     L-BFGS line searches. Pure."""
     # optax's own code mixes Python floats with int32 step counts (Adam's bias correction), which
     # strict dtype promotion refuses; jaxstyle's code is checked strict (tests/conftest.py).
     with jax.numpy_dtype_promotion("standard"):
-        optimizer = transformation(kind, lr, linesearch, memory_dtype)
+        optimizer = transformation(kind, lr, linesearch, memory)
         updates, state = optimizer.update(grad, state, x, value=value, grad=grad, value_fn=value_fn)
     # Projection onto displayable pixels after every step, for L-BFGS too: at 128 px, 80 steps,
     # the final (clipped) loss was 1.053 with it and 1.116 when clipping only the output.
@@ -179,7 +179,7 @@ def update(x, state, lr, value, grad, value_fn=None, *, kind: Optimizer, linesea
     return Step(new_x, state, loss, evals)
 
 
-def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none", memory_dtype: MemoryDtype = "float32"):
+def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none", memory: lbfgs.Memory = DEFAULT_MEMORY):
     """The pure, unjitted ``step(x, state, lr, problem) -> Step`` minimising ``loss_fn(x, problem)``:
     one loss-and-gradient evaluation, then :func:`update`."""
 
@@ -189,23 +189,23 @@ def make_step(loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none
             value, grad = optax.value_and_grad_from_state(value_fn)(x, state=state)
         else:
             value, grad = jax.value_and_grad(value_fn)(x)
-        return update(x, state, lr, value, grad, value_fn, kind=kind, linesearch=linesearch, memory_dtype=memory_dtype)
+        return update(x, state, lr, value, grad, value_fn, kind=kind, linesearch=linesearch, memory=memory)
 
     return one_step
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "kind", "linesearch", "memory_dtype", "axes", "sharding"),
+@functools.partial(jax.jit, static_argnames=("loss_fn", "kind", "linesearch", "memory", "axes", "sharding"),
                    donate_argnames=("x", "state"))
 def step(x, state, lr, problem, *, loss_fn: Callable, kind: Optimizer, linesearch: Linesearch = "none",
-         memory_dtype: MemoryDtype = "float32", axes=None, sharding=None) -> Step:
+         memory: lbfgs.Memory = DEFAULT_MEMORY, axes=None, sharding=None) -> Step:
     """One jitted iteration minimising ``loss_fn(x, problem)``; ``x`` and ``state`` are donated.
 
     Static (each distinct value compiles once): ``loss_fn``, ``kind``, ``linesearch``,
-    ``memory_dtype``; ``axes`` is ``None`` for one image or, for a batch (a leading axis on ``x``, ``state`` and ``lr``), the
+    ``memory``; ``axes`` is ``None`` for one image or, for a batch (a leading axis on ``x``, ``state`` and ``lr``), the
     ``in_axes`` of ``problem`` (see ``objective.batch_axes``); ``sharding``, if given, pins every
     output to it, so the next call sees the same input shardings. Traced: everything else.
     """
-    one = make_step(loss_fn, kind, linesearch, memory_dtype)
+    one = make_step(loss_fn, kind, linesearch, memory)
     out = one(x, state, lr, problem) if axes is None else over_batch(one, (0, 0, 0, axes), x, state, lr, problem)
     return out if sharding is None else jax.lax.with_sharding_constraint(out, sharding)
 
@@ -223,20 +223,20 @@ def over_batch(fn: Callable, in_axes: tuple, *args):
     return jax.tree.map(lambda a: a[None], fn(*unbatched))
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "linesearch", "memory_dtype", "batched", "sharding"))
-def init_state(x, *, kind: Optimizer, linesearch: Linesearch = "none", memory_dtype: MemoryDtype = "float32",
+@functools.partial(jax.jit, static_argnames=("kind", "linesearch", "memory", "batched", "sharding"))
+def init_state(x, *, kind: Optimizer, linesearch: Linesearch = "none", memory: lbfgs.Memory = DEFAULT_MEMORY,
                batched: bool = False, sharding=None):
     """:func:`init`, jitted; over a leading batch axis of ``x`` when ``batched``."""
-    one = lambda xi: init(xi, kind, linesearch, memory_dtype)
+    one = lambda xi: init(xi, kind, linesearch, memory)
     state = over_batch(one, (0,), x) if batched else one(x)
     return state if sharding is None else jax.lax.with_sharding_constraint(state, sharding)
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "linesearch", "memory_dtype"), donate_argnames=("state",))
+@functools.partial(jax.jit, static_argnames=("kind", "linesearch", "memory"), donate_argnames=("state",))
 def jitted_update(x, state, lr, value, grad, *, kind: Optimizer, linesearch: Linesearch = "none",
-                  memory_dtype: MemoryDtype = "float32") -> Step:
+                  memory: lbfgs.Memory = DEFAULT_MEMORY) -> Step:
     """:func:`update`, jitted, for a loss and gradient evaluated outside it (the tiled evaluation).
     Line searches evaluate the loss inside the update, so only ``linesearch="none"`` is possible."""
     if has_linesearch(kind, linesearch):
         raise ValueError("an externally evaluated step supports L-BFGS only without a line search")
-    return update(x, state, lr, value, grad, kind=kind, linesearch=linesearch, memory_dtype=memory_dtype)
+    return update(x, state, lr, value, grad, kind=kind, linesearch=linesearch, memory=memory)

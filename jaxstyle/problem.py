@@ -252,7 +252,8 @@ def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | 
     spec = objective_spec(config)
     margin = tiling.mrf_margin(spec.style_layers, spec.mrf_patch) if spec.style_loss == "mrf" else 0
     plan = tiling.choose_plan(shape[0], shape[1], spec.layers, max_memory=config.memory_budget, tile=config.tile,
-                              margin=margin, streamable=spec.style_loss != "mrf", memory_dtype=config.lbfgs_dtype(planned=True))
+                              margin=margin, streamable=spec.style_loss != "mrf",
+                              whole=config.lbfgs_memory_for(planned=False), planned=config.lbfgs_memory_for(planned=True))
     if plan is not None and optimize.has_linesearch(config.optimizer, config.linesearch):
         raise JaxstyleError(
             f"a {shape[1]}x{shape[0]} image is evaluated tile by tile, and the L-BFGS line search "

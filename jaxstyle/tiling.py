@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import interrupt, losses, masks as masks_lib, mrf, objective, vgg
+from . import interrupt, lbfgs, losses, masks as masks_lib, mrf, objective, optimize, vgg
 from .objective import stack
 from .errors import JaxstyleError
 
@@ -59,7 +59,11 @@ CROP_BYTES_PER_PIXEL = 3400
 # bands, peaked 8.95e9 bytes, 49 B/px above the estimate with 368 (= 500 - 132: the optimizer
 # update's arguments and temporaries at 1024x768 are 132 B/px smaller, bench/lbfgs_history.py).
 # Hence bfloat16 420 and float32 420 + 132.
+# Both figures are for optimize.LBFGS_MEMORY (10) pairs; other sizes add or remove their pairs' bytes
+# (state_bytes_per_pixel), as untiled_bytes does for a whole run's memory.
 STATE_BYTES_PER_PIXEL = {"float32": 552, "bfloat16": 420}
+WHOLE = optimize.DEFAULT_MEMORY  # what a run evaluated whole keeps by default (StyleConfig.lbfgs_memory_for)
+PLANNED = lbfgs.Memory(optimize.LBFGS_MEMORY, "bfloat16")  # ... and one evaluated by a plan
 BASE_BYTES = 600 << 20  # JAX, XLA, the weights
 TILE_CHOICES = (2048, 1536, 1024, 768, 512, 384, 256)  # core sizes tried, largest first
 # Streamed bands (jaxstyle.bands): per pixel of one band (its activations, forward and VJP), per
@@ -473,26 +477,36 @@ def free_memory_bytes() -> int:
         return 4 << 30
 
 
-def untiled_bytes(height: int, width: int) -> int:
-    """Estimated peak bytes of an untiled run at this size."""
-    return BASE_BYTES + UNTILED_BYTES_PER_PIXEL * height * width
+def more_pairs_bytes(memory: lbfgs.Memory, calibrated: lbfgs.Memory = WHOLE) -> int:
+    """Bytes per pixel ``memory`` holds beyond (or, negative, short of) what a model was measured with."""
+    return 3 * (memory.bytes_per_value() - calibrated.bytes_per_value())
 
 
-def tiled_bytes(plan: TilePlan, memory_dtype: str = "bfloat16") -> int:
-    """Estimated peak bytes of a tiled run with this plan, its L-BFGS memory in ``memory_dtype``."""
+def state_bytes_per_pixel(memory: lbfgs.Memory = PLANNED) -> int:
+    """Image-sized state of a planned run per pixel, with this L-BFGS memory."""
+    return STATE_BYTES_PER_PIXEL[memory.dtype] + more_pairs_bytes(memory, lbfgs.Memory(optimize.LBFGS_MEMORY, memory.dtype))
+
+
+def untiled_bytes(height: int, width: int, memory: lbfgs.Memory = WHOLE) -> int:
+    """Estimated peak bytes of an untiled run at this size, with this L-BFGS memory."""
+    return BASE_BYTES + (UNTILED_BYTES_PER_PIXEL + more_pairs_bytes(memory, WHOLE)) * height * width
+
+
+def tiled_bytes(plan: TilePlan, memory: lbfgs.Memory = PLANNED) -> int:
+    """Estimated peak bytes of a tiled run with this plan and L-BFGS memory."""
     return (BASE_BYTES + CROP_BYTES_PER_PIXEL * plan.crop[0] * plan.crop[1]
-            + STATE_BYTES_PER_PIXEL[memory_dtype] * plan.height * plan.width)
+            + state_bytes_per_pixel(memory) * plan.height * plan.width)
 
 
-def banded_bytes(plan, memory_dtype: str = "bfloat16") -> int:
-    """Estimated peak bytes of a streamed run (``jaxstyle.bands``) with this plan."""
+def banded_bytes(plan, memory: lbfgs.Memory = PLANNED) -> int:
+    """Estimated peak bytes of a streamed run (``jaxstyle.bands``) with this plan and L-BFGS memory."""
     return (BASE_BYTES + BAND_BYTES_PER_PIXEL * plan.band * plan.width + CARRY_BYTES_PER_COLUMN * plan.bands * plan.width
-            + (STATE_BYTES_PER_PIXEL[memory_dtype] + (KEEP_BYTES_PER_PIXEL if plan.keep else 0)) * plan.height * plan.width)
+            + (state_bytes_per_pixel(memory) + (KEEP_BYTES_PER_PIXEL if plan.keep else 0)) * plan.height * plan.width)
 
 
 def choose_plan(height: int, width: int, layers, *, max_memory: float | None = None,
                 tile: int | None = None, what: str = "the image", margin: int = 0, streamable: bool = False,
-                memory_dtype: str = "bfloat16"):
+                whole: lbfgs.Memory = WHOLE, planned: lbfgs.Memory = PLANNED):
     """``None`` (evaluate whole), a band plan (``jaxstyle.bands``) or a tile plan for an image of this size.
 
     Args:
@@ -503,7 +517,8 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
       what: names the image in the error message.
       margin: extra halo in pixels (:func:`make_plan`).
       streamable: the objective can be evaluated in streamed bands (every loss but MRF).
-      memory_dtype: of the run's L-BFGS memory if it is planned (``StyleConfig.lbfgs_dtype``).
+      whole, planned: the L-BFGS memory of the run evaluated whole, and by a plan
+        (``StyleConfig.lbfgs_memory_for``).
 
     Returns:
       ``None`` when the image fits untiled (or ``tile == 0``); else, when ``streamable``, the band
@@ -515,7 +530,7 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
       Raises :class:`JaxstyleError` when nothing fits.
     """
     budget = 0.7 * free_memory_bytes() if max_memory is None else float(max_memory)
-    tiles = _choose_tiles(height, width, layers, budget, tile, what, margin, memory_dtype)
+    tiles = _choose_tiles(height, width, layers, budget, tile, what, margin, whole, planned)
     if tiles is None or not streamable:
         return tiles
     from . import bands
@@ -526,50 +541,50 @@ def choose_plan(height: int, width: int, layers, *, max_memory: float | None = N
         [(rows, bands.KEEP) for rows in BAND_CHOICES if rows >= KEEP_MIN_ROWS] + [(rows, ()) for rows in BAND_CHOICES])
     plans = [bands.make_plan(height, width, rows, layers, keep, tiles.tile) for rows, keep in choices]
     limit = max(budget, total_memory_bytes()) if tile else budget
-    return next((plan for plan in plans if banded_bytes(plan, memory_dtype) <= limit), tiles)
+    return next((plan for plan in plans if banded_bytes(plan, planned) <= limit), tiles)
 
 
-def _choose_tiles(height, width, layers, budget, tile, what, margin, memory_dtype):
+def _choose_tiles(height, width, layers, budget, tile, what, margin, whole, planned):
     if tile is not None:
         if tile == 0:
-            if untiled_bytes(height, width) > max(budget, total_memory_bytes()):
+            if untiled_bytes(height, width, whole) > max(budget, total_memory_bytes()):
                 raise JaxstyleError(
-                    f"{what} ({width}x{height}) needs about {untiled_bytes(height, width) / 2**30:.1f} GB untiled, more "
+                    f"{what} ({width}x{height}) needs about {untiled_bytes(height, width, whole) / 2**30:.1f} GB untiled, more "
                     f"than this machine has: drop --tile 0 (it then runs tile by tile) or lower --size")
             return None
         limit = max(budget, total_memory_bytes())
-        if BASE_BYTES + STATE_BYTES_PER_PIXEL[memory_dtype] * height * width > limit:  # before enumerating the tiles
+        if BASE_BYTES + state_bytes_per_pixel(planned) * height * width > limit:  # before enumerating the tiles
             raise JaxstyleError(
                 f"{what} ({width}x{height}) needs more than {limit / 2**30:.1f} GB even tiled, more than this machine has: "
-                f"make it at most {largest_fitting_size(height, width, layers, limit, margin, memory_dtype)} px on its long side (lower --size)")
+                f"make it at most {largest_fitting_size(height, width, layers, limit, margin, planned)} px on its long side (lower --size)")
         plan = make_plan(height, width, tile, layers, margin=margin)
-        if tiled_bytes(plan, memory_dtype) > limit:
+        if tiled_bytes(plan, planned) > limit:
             raise JaxstyleError(
-                f"{what} ({width}x{height}) needs about {tiled_bytes(plan, memory_dtype) / 2**30:.1f} GB tiled at {tile} px, more than "
+                f"{what} ({width}x{height}) needs about {tiled_bytes(plan, planned) / 2**30:.1f} GB tiled at {tile} px, more than "
                 "this machine has: use a smaller --tile, or lower --size")
         return plan
-    if untiled_bytes(height, width) <= budget:
+    if untiled_bytes(height, width, whole) <= budget:
         return None
     for core in TILE_CHOICES:
         plan = make_plan(height, width, core, layers, margin=margin)
-        if tiled_bytes(plan, memory_dtype) <= budget:
+        if tiled_bytes(plan, planned) <= budget:
             return plan
     smallest = make_plan(height, width, TILE_CHOICES[-1], layers, margin=margin)
     raise JaxstyleError(
-        f"{what} ({width}x{height}) needs about {tiled_bytes(smallest, memory_dtype) / 2**30:.1f} GB even tiled at "
+        f"{what} ({width}x{height}) needs about {tiled_bytes(smallest, planned) / 2**30:.1f} GB even tiled at "
         f"{TILE_CHOICES[-1]} px, over the {budget / 2**30:.1f} GB budget: make it at most "
-        f"{largest_fitting_size(height, width, layers, budget, margin, memory_dtype)} px on its long side (lower --size or --style-scale) "
+        f"{largest_fitting_size(height, width, layers, budget, margin, planned)} px on its long side (lower --size or --style-scale) "
         "or raise --max-memory"
     )
 
 
 def largest_fitting_size(height: int, width: int, layers, budget: float, margin: int = 0,
-                         memory_dtype: str = "bfloat16") -> int:
+                         memory: lbfgs.Memory = PLANNED) -> int:
     """The largest long side at this aspect ratio whose smallest-tile plan fits ``budget`` bytes."""
     def fits(long_side: int) -> bool:
         scale = long_side / max(height, width)
         h, w = max(1, round(height * scale)), max(1, round(width * scale))
-        return tiled_bytes(make_plan(h, w, TILE_CHOICES[-1], layers, margin=margin), memory_dtype) <= budget
+        return tiled_bytes(make_plan(h, w, TILE_CHOICES[-1], layers, margin=margin), memory) <= budget
 
     low, high = 16, max(height, width)
     while low < high:

@@ -75,7 +75,7 @@ def _batched_terms(x, problem):
 
 def _method(config: StyleConfig, planned: bool) -> dict:
     """The optimizer's static options, as ``optimize``'s step functions take them."""
-    return dict(kind=config.optimizer, linesearch=config.linesearch, memory_dtype=config.lbfgs_dtype(planned))
+    return dict(kind=config.optimizer, linesearch=config.linesearch, memory=config.lbfgs_memory_for(planned))
 
 
 class _Whole:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxstyle import StyleConfig, bands, tiling
+from jaxstyle import StyleConfig, bands, lbfgs, tiling
 
 from .conftest import smooth_image
 from .test_tiling import H, LAYERS_4, W, assert_matches_untiled, problem, relative, untiled
@@ -87,10 +87,13 @@ def test_the_planner_streams_when_it_can_and_keeps_block_4_when_that_fits():
                                           + (tiling.STATE_BYTES_PER_PIXEL["bfloat16"] + tiling.KEEP_BYTES_PER_PIXEL) * 3072 * 4096)
     # A float32 L-BFGS memory (--lbfgs-history float32) needs 132 B/px more: at roomy's budget the
     # planner then takes fewer rows or keeps nothing.
-    assert tiling.banded_bytes(roomy, "float32") - tiling.banded_bytes(roomy) == 132 * 3072 * 4096
+    f32_memory = lbfgs.Memory(10, "float32")
+    assert tiling.banded_bytes(roomy, f32_memory) - tiling.banded_bytes(roomy) == 132 * 3072 * 4096
     f32 = tiling.choose_plan(3072, 4096, layers, max_memory=tiling.banded_bytes(roomy), streamable=True,
-                             memory_dtype="float32")
-    assert (f32.band, f32.keep) != (roomy.band, roomy.keep) and tiling.banded_bytes(f32, "float32") <= tiling.banded_bytes(roomy)
+                             planned=f32_memory)
+    assert (f32.band, f32.keep) != (roomy.band, roomy.keep) and tiling.banded_bytes(f32, f32_memory) <= tiling.banded_bytes(roomy)
+    # 50 pairs (--lbfgs-memory 50) hold 40 x 2 images more, in bfloat16: 40 x 2 x 3 x 2 = 480 B/px.
+    assert tiling.banded_bytes(roomy, lbfgs.Memory(50, "bfloat16")) - tiling.banded_bytes(roomy) == 480 * 3072 * 4096
     # Wider than a band of 16 rows can hold: crops with halos, whose memory does not grow at all.
     wide = tiling.choose_plan(2000, 60000, layers, max_memory=tiling.BASE_BYTES + tiling.STATE_BYTES_PER_PIXEL["bfloat16"] * 2000 * 60000
                               + (2 << 30),

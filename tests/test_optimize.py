@@ -145,16 +145,21 @@ def test_lbfgs_with_float32_memory_is_optaxs_and_bfloat16_memory_still_converges
 
 
 def test_the_lbfgs_memory_is_bfloat16_only_where_the_image_is_planned():
-    from jaxstyle import JaxstyleError, StyleConfig
+    from jaxstyle import JaxstyleError, StyleConfig, lbfgs
 
     auto = StyleConfig()
-    assert (auto.lbfgs_dtype(planned=False), auto.lbfgs_dtype(planned=True)) == ("float32", "bfloat16")
+    assert auto.lbfgs_memory_for(planned=False) == lbfgs.Memory(10, "float32")
+    assert auto.lbfgs_memory_for(planned=True) == lbfgs.Memory(10, "bfloat16")
     for dtype in ("float32", "bfloat16"):
-        forced = StyleConfig(lbfgs_history=dtype)
-        assert forced.lbfgs_dtype(planned=False) == forced.lbfgs_dtype(planned=True) == dtype
+        forced = StyleConfig(lbfgs_history=dtype, lbfgs_memory=50)
+        assert forced.lbfgs_memory_for(planned=False) == forced.lbfgs_memory_for(planned=True) == lbfgs.Memory(50, dtype)
     with pytest.raises(JaxstyleError, match="lbfgs_history.*float32, bfloat16"):
         StyleConfig(lbfgs_history="float16")
+    for bad in (0, 1001, 2.5, True):
+        with pytest.raises(JaxstyleError, match="lbfgs_memory.*from 1 to 1000"):
+            StyleConfig(lbfgs_memory=bad)
     x = jnp.zeros((4, 6, 3), jnp.float32)
-    state = optimize.init_state(x, kind="lbfgs", memory_dtype="bfloat16")
-    held = jax.tree.leaves(state)
-    assert sum(a.nbytes for a in held if a.dtype == jnp.uint16) == 2 * optimize.LBFGS_MEMORY * x.size * 2
+    for pairs in (3, 10):
+        state = optimize.init_state(x, kind="lbfgs", memory=lbfgs.Memory(pairs, "bfloat16"))
+        held = jax.tree.leaves(state)
+        assert sum(a.nbytes for a in held if a.dtype == jnp.uint16) == 2 * pairs * x.size * 2
