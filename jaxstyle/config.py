@@ -11,7 +11,7 @@ from . import color, lbfgs, losses, optimize, vgg
 from .errors import JaxstyleError
 
 INITS = ("content", "noise")
-HISTORY_CHOICES = ("auto",) + optimize.MEMORY_DTYPES  # lbfgs_history: auto picks by the evaluation
+HISTORY_CHOICES = ("auto",) + lbfgs.DTYPES  # lbfgs_history: auto picks by the evaluation
 FLOAT32_MAX = 3.4e38
 MAX_SCALES = 16
 MAX_LBFGS_MEMORY = 1000  # pairs: 24 KB per pixel in float32

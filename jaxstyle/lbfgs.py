@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import optax
 
 DTYPES = ("float32", "bfloat16")
-ITEMSIZE = {"float32": 4, "bfloat16": 2}
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class Memory:
 
     def bytes_per_value(self) -> int:
         """Bytes it holds per value of the image (per pixel and channel): both images of each pair."""
-        return 2 * self.pairs * ITEMSIZE[self.dtype]
+        return 2 * self.pairs * jnp.dtype(self.dtype).itemsize
 
 
 class LBFGSState(NamedTuple):

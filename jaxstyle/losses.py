@@ -85,7 +85,7 @@ def feature_stats(features: jax.Array) -> dict:
 
 
 @jax.custom_batching.sequential_vmap
-def _eigh(m: jax.Array) -> tuple[jax.Array, jax.Array]:
+def eigh(m: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``jnp.linalg.eigh`` of one symmetric matrix that, vmapped, becomes a loop, never a batch.
 
     XLA:CPU runs a batch of eigendecompositions as tasks on the thread pool that also runs the
@@ -93,20 +93,20 @@ def _eigh(m: jax.Array) -> tuple[jax.Array, jax.Array]:
     paintings or over a batch of jobs makes each a batch) each waited for tasks only the other's
     thread could run: the process hung, idle, for good (jax 0.10.2, 2 cores; seen streamed, tiled
     and in batches of jobs). A loop of single eigendecompositions runs each on its caller's thread.
-    The matrices are at most 512 x 512 and few, so the loop costs nothing next to VGG.
+    The matrices are at most 512 x 512 and few, so the loop costs nothing next to VGG. No reverse
+    mode (``custom_vmap`` has none): differentiate through :func:`eigvalsh`.
     """
     return jnp.linalg.eigh(m)
 
 
 @jax.custom_vjp
 def eigvalsh(m: jax.Array) -> jax.Array:
-    """Eigenvalues of a symmetric matrix (ascending), from :func:`_eigh`: never batched when vmapped."""
-    return _eigh(m)[0]
+    """Eigenvalues of a symmetric matrix (ascending), from :func:`eigh`: never batched when vmapped."""
+    return eigh(m)[0]
 
 
 def _eigvalsh_fwd(m):
-    vals, vecs = _eigh(m)
-    return vals, vecs
+    return eigh(m)  # the eigenvalues, and the eigenvectors as the backward pass's residual
 
 
 def _eigvalsh_bwd(vecs, g):
@@ -118,7 +118,7 @@ eigvalsh.defvjp(_eigvalsh_fwd, _eigvalsh_bwd)
 
 
 def _sqrtm_psd(m: jax.Array) -> jax.Array:
-    vals, vecs = _eigh(m)
+    vals, vecs = eigh(m)
     return jnp.matmul(vecs * jnp.sqrt(jnp.maximum(vals, 0.0)).reshape(1, -1), vecs.T)
 
 

@@ -29,7 +29,6 @@ LINESEARCHES = ("none", "backtracking", "zoom")
 Linesearch = Literal["none", "backtracking", "zoom"]
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 LBFGS_MEMORY = 10
-MEMORY_DTYPES = lbfgs.DTYPES  # of the L-BFGS memory (jaxstyle.lbfgs)
 DEFAULT_MEMORY = lbfgs.Memory(LBFGS_MEMORY, "float32")
 LINESEARCH_STEPS = 16
 # L-BFGS without a line search: reject a step that multiplied the loss by more than this. Lower

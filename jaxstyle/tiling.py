@@ -356,7 +356,7 @@ def _terms(parts, x, problem):
 
 # Every call is waited on before the next is queued: dozens of tile calls in flight once hung this
 # 2-core machine (jax 0.10.2, XLA:CPU; the W2 hang seen at the same time was a batched
-# eigendecomposition, see losses._eigh). A tile takes far longer than the dispatch
+# eigendecomposition, see losses.eigh). A tile takes far longer than the dispatch
 # latency this costs (microseconds against 0.01-10 s), and a Ctrl-C stops a long tiled evaluation
 # after the current tile (``jaxstyle.interrupt``).
 def _sync(value):

@@ -40,7 +40,7 @@ def test_the_plan_flushes_every_row_with_the_shortest_bands():
 @pytest.mark.parametrize("kind, pooling", [("gram", "max"), ("gram", "avg"), ("wasserstein", "avg")])
 def test_streamed_loss_and_gradient_equal_untiled(weights, kind, pooling):
     # Two paintings, blended: W2 takes one eigendecomposition per painting and layer, in a loop (a
-    # batched one hung XLA:CPU, see losses._eigh).
+    # batched one hung XLA:CPU, see losses.eigh).
     data = problem(weights, kind, pooling, LAYERS_4 + ("relu5_1",), content_layers=("relu4_2",))
     x = jnp.asarray(smooth_image(H, W, 0.5))
     expected = untiled(x, data)

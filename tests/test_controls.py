@@ -96,7 +96,7 @@ def test_wasserstein_style_loss_converges():
 
 def test_a_batch_of_wasserstein_jobs_finishes_with_each_jobs_own_result():
     # Vmapped together, the jobs' eigendecompositions were batched and deadlocked XLA:CPU (three
-    # jobs at 96 px hung for good); vmapped, losses._eigh now loops over them, one at a time.
+    # jobs at 96 px hung for good); vmapped, losses.eigh now loops over them, one at a time.
     from jaxstyle.batch import Job, stylize_batch
 
     cfg = TINY.replace(style_loss="wasserstein", steps=4)
