@@ -7,9 +7,11 @@ Rounding a pair changes its curvature ``<s, y>``; the two-loop recursion reads e
 float32 and uses the curvature of the rounded pair (``rho = 1 / <s~, y~>``), so the approximate
 inverse Hessian stays the exact L-BFGS update of pairs a little different from the true ones:
 symmetric, and positive definite whenever every ``<s~, y~>`` is positive (the same condition as in
-float32). Everything else is optax's algorithm (Nocedal & Wright, Algorithms 7.4-7.5): the identity
-scaled by ``<s, y> / <y, y>`` of the newest pair, and a first step of the gradient scaled to at most
-unit norm; with float32 memory the directions equal ``optax.scale_by_lbfgs``'s (tests/test_optimize.py).
+float32). Everything else is optax's algorithm (Nocedal & Wright, Algorithms 7.4-7.5): an initial inverse
+Hessian scaled by ``<s, y> / <y, M y>`` of the newest pair, and a first step ``M g`` scaled to at most
+unit norm, where ``M`` is the identity, or with ``precondition`` the low-frequency boost of
+``jaxstyle.precondition``; with float32 memory and no preconditioner the directions equal
+``optax.scale_by_lbfgs``'s (tests/test_optimize.py).
 """
 
 from __future__ import annotations
@@ -21,15 +23,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from . import precondition as _precondition
+
 DTYPES = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
 class Memory:
-    """What the L-BFGS memory keeps: the last ``pairs`` (s, y) pairs of images, in ``dtype``."""
+    """What the L-BFGS memory keeps: the last ``pairs`` (s, y) pairs of images, in ``dtype``; and
+    what its inverse-Hessian model starts from: ``gamma * M``, ``M`` the low-frequency boost of
+    ``jaxstyle.precondition`` with this ``precondition`` corner (0: the identity, optax's)."""
 
     pairs: int
     dtype: str
+    precondition: float = 0.0
 
     def bytes_per_value(self) -> int:
         """Bytes it holds per value of the image (per pixel and channel): both images of each pair."""
@@ -66,9 +73,12 @@ def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.vdot(_load(a), _load(b))
 
 
-def scale_by_lbfgs(memory: int = 10, dtype: str = "float32") -> optax.GradientTransformation:
+def scale_by_lbfgs(memory: int = 10, dtype: str = "float32", precondition: float = 0.0) -> optax.GradientTransformation:
     """The L-BFGS direction ``H_k g_k`` for a single array of parameters, its memory in ``dtype``
-    (one of :data:`DTYPES`). Chain it with ``optax.scale_by_learning_rate`` as ``optax.lbfgs`` does."""
+    (one of :data:`DTYPES`), its initial inverse Hessian ``gamma * M`` with ``M`` the low-frequency
+    boost of ``jaxstyle.precondition`` at corner ``precondition`` (for (..., H, W, C) images; 0: ``M``
+    is the identity and the directions are optax's). Chain it with ``optax.scale_by_learning_rate`` as
+    ``optax.lbfgs`` does."""
     if memory < 1:
         raise ValueError("the L-BFGS memory must hold at least one pair")
     if dtype not in DTYPES:
@@ -83,11 +93,10 @@ def scale_by_lbfgs(memory: int = 10, dtype: str = "float32") -> optax.GradientTr
         first = state.count == 0  # no previous point: no pair yet
         s = _store(jnp.where(first, 0.0, params - state.last_params), dtype)
         y = _store(jnp.where(first, 0.0, grad - state.last_grad), dtype)
-        sy, yy = _dot(s, y), _dot(y, y)
+        sy, yMy = _dot(s, y), _precondition.energy(_load(y), precondition)
         slot = (state.count - 1) % memory
         steps, changes = state.steps.at[slot].set(s), state.changes.at[slot].set(y)
         rho = state.rho.at[slot].set(jnp.where(sy == 0.0, 0.0, 1.0 / sy))
-        gamma = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.linalg.norm(grad)), jnp.where(yy > 0.0, sy / yy, 1.0))
         order = (state.count + jnp.arange(memory)) % memory  # oldest pair first; the newest is `slot`
 
         def newest_first(q, i):
@@ -95,13 +104,15 @@ def scale_by_lbfgs(memory: int = 10, dtype: str = "float32") -> optax.GradientTr
             return q - alpha * _load(changes[i]), alpha
 
         q, alphas = jax.lax.scan(newest_first, grad, order, reverse=True)
+        start = _precondition.apply(q, precondition)  # M q (q is the gradient itself on the first update)
+        gamma = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.linalg.norm(start)), jnp.where(yMy > 0.0, sy / yMy, 1.0))
 
         def oldest_first(r, i_alpha):
             i, alpha = i_alpha
             beta = rho[i] * _dot(changes[i], r)
             return r + (alpha - beta) * _load(steps[i]), None
 
-        direction, _ = jax.lax.scan(oldest_first, gamma * q, (order, alphas))
+        direction, _ = jax.lax.scan(oldest_first, gamma * start, (order, alphas))
         return direction, LBFGSState(state.count + 1, params, grad, steps, changes, rho)
 
     return optax.GradientTransformation(init, update)

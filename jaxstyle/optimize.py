@@ -40,7 +40,8 @@ GUARD_FACTOR = 100.0
 def make_optimizer(kind: Optimizer, learning_rate, linesearch: Linesearch = "none",
                    memory: lbfgs.Memory = DEFAULT_MEMORY) -> optax.GradientTransformationExtraArgs:
     """The optax transformation for ``kind``; ``learning_rate`` may be a traced scalar. L-BFGS is
-    optax's, keeping ``memory`` (how many pairs, in which dtype: ``jaxstyle.lbfgs``).
+    optax's, keeping ``memory`` (how many pairs, in which dtype, from which initial inverse Hessian:
+    ``jaxstyle.lbfgs``).
 
     L-BFGS line searches, measured on the 2-core CPU (bench/speed.py, 256 and 512 px): ``"none"``
     takes the L-BFGS step scaled by the learning rate, one loss evaluation per iteration, as
@@ -58,7 +59,7 @@ def make_optimizer(kind: Optimizer, learning_rate, linesearch: Linesearch = "non
             ),
             "zoom": optax.scale_by_zoom_linesearch(max_linesearch_steps=LINESEARCH_STEPS),
         }[linesearch]
-        return optax.chain(lbfgs.scale_by_lbfgs(memory.pairs, memory.dtype), optax.scale_by_learning_rate(learning_rate),
+        return optax.chain(lbfgs.scale_by_lbfgs(memory.pairs, memory.dtype, memory.precondition), optax.scale_by_learning_rate(learning_rate),
                            optax.identity() if search is None else search)
     if kind == "adam":
         return optax.with_extra_args_support(optax.adam(learning_rate))

@@ -147,11 +147,11 @@ def test_lbfgs_with_float32_memory_is_optaxs_and_bfloat16_memory_still_converges
 def test_the_lbfgs_memory_is_bfloat16_only_where_the_image_is_planned():
     from jaxstyle import JaxstyleError, StyleConfig, lbfgs
 
-    auto = StyleConfig()
-    assert auto.lbfgs_memory_for(planned=False) == lbfgs.Memory(10, "float32")
-    assert auto.lbfgs_memory_for(planned=True) == lbfgs.Memory(10, "bfloat16")
+    auto = StyleConfig(lbfgs_precondition=0.2)
+    assert auto.lbfgs_memory_for(planned=False) == lbfgs.Memory(10, "float32", 0.2)
+    assert auto.lbfgs_memory_for(planned=True) == lbfgs.Memory(10, "bfloat16", 0.2)
     for dtype in ("float32", "bfloat16"):
-        forced = StyleConfig(lbfgs_history=dtype, lbfgs_memory=50)
+        forced = StyleConfig(lbfgs_history=dtype, lbfgs_memory=50, lbfgs_precondition=0)
         assert forced.lbfgs_memory_for(planned=False) == forced.lbfgs_memory_for(planned=True) == lbfgs.Memory(50, dtype)
     with pytest.raises(JaxstyleError, match="lbfgs_history.*float32, bfloat16"):
         StyleConfig(lbfgs_history="float16")
