@@ -12,7 +12,8 @@ search: one evaluation per iteration), from the photo, ``--iterations`` (300) it
 optimises the same function: ``normalization="area"`` with alpha = 0.02 / 512 and per-layer style
 weights 40 / C_l^2 (so ``alpha * L_content + sum_l w_l E_l`` equals pastiche's loss term by term;
 the first evaluation of both, at the photo, is printed to prove it) and its own defaults
-otherwise (guarded L-BFGS), until it reaches the loss PyTorch's last iterate has.
+otherwise (guarded L-BFGS from its low-frequency start, ``jaxstyle.precondition``), until it
+reaches the loss PyTorch's last iterate has.
 
 Both tools get the same pixels: the pair is loaded and resized by jaxstyle once and handed to
 torch as arrays. Time is wall time of the loss-and-gradient evaluations as each tool runs them,

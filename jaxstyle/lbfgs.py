@@ -10,8 +10,11 @@ symmetric, and positive definite whenever every ``<s~, y~>`` is positive (the sa
 float32). Everything else is optax's algorithm (Nocedal & Wright, Algorithms 7.4-7.5): an initial inverse
 Hessian scaled by ``<s, y> / <y, M y>`` of the newest pair, and a first step ``M g`` scaled to at most
 unit norm, where ``M`` is the identity, or with ``precondition`` the low-frequency boost of
-``jaxstyle.precondition``; with float32 memory and no preconditioner the directions equal
-``optax.scale_by_lbfgs``'s (tests/test_optimize.py).
+``jaxstyle.precondition``. One departure, PyTorch's: a pair of non-positive curvature
+(``<s, y> <= 0``) is kept inert and ``gamma`` stays the last good one; optax's model would point
+uphill from there (tests/test_precondition.py), and with the boost it did, for hundreds of steps
+(chelsea x Starry Night). Otherwise, with float32 memory and no preconditioner, the directions
+equal ``optax.scale_by_lbfgs``'s (tests/test_optimize.py).
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ class LBFGSState(NamedTuple):
     last_grad: jax.Array  # params/grad: a line search finds its own by name (optax.tree.get)
     steps: jax.Array  # (memory, *shape) past s_k (float32, or bfloat16 bits as uint16); slot k % memory
     changes: jax.Array  # (memory, *shape) past y_k, likewise
-    rho: jax.Array  # (memory,) float32: 1 / <s_k, y_k> of the stored pairs (0: empty slot)
+    rho: jax.Array  # (memory,) float32: 1 / <s_k, y_k> of the stored pairs (0: empty slot, or <s_k, y_k> <= 0)
+    gamma: jax.Array  # () float32: the initial inverse Hessian's scale, from the newest pair of positive curvature
 
 
 def _store(v: jax.Array, dtype: str) -> jax.Array:
@@ -87,7 +91,7 @@ def scale_by_lbfgs(memory: int = 10, dtype: str = "float32", precondition: float
     def init(params):
         empty = jnp.zeros((memory,) + params.shape, jnp.float32 if dtype == "float32" else jnp.uint16)
         return LBFGSState(jnp.zeros((), jnp.int32), jnp.zeros_like(params), jnp.zeros_like(params), empty, empty,
-                          jnp.zeros((memory,), jnp.float32))
+                          jnp.zeros((memory,), jnp.float32), jnp.ones((), jnp.float32))
 
     def update(grad, state, params):
         first = state.count == 0  # no previous point: no pair yet
@@ -96,7 +100,11 @@ def scale_by_lbfgs(memory: int = 10, dtype: str = "float32", precondition: float
         sy, yMy = _dot(s, y), _precondition.energy(_load(y), precondition)
         slot = (state.count - 1) % memory
         steps, changes = state.steps.at[slot].set(s), state.changes.at[slot].set(y)
-        rho = state.rho.at[slot].set(jnp.where(sy == 0.0, 0.0, 1.0 / sy))
+        # A pair of non-positive curvature (the loss is not convex everywhere, and clipping to [0, 1]
+        # shortens steps) would make the model indefinite and its direction point uphill: it is kept
+        # inert (rho = 0) and gamma stays the last good one, as PyTorch's L-BFGS skips such pairs.
+        curved = (sy > 0.0) & (yMy > 0.0)
+        rho = state.rho.at[slot].set(jnp.where(curved, 1.0 / jnp.where(curved, sy, 1.0), 0.0))
         order = (state.count + jnp.arange(memory)) % memory  # oldest pair first; the newest is `slot`
 
         def newest_first(q, i):
@@ -105,7 +113,8 @@ def scale_by_lbfgs(memory: int = 10, dtype: str = "float32", precondition: float
 
         q, alphas = jax.lax.scan(newest_first, grad, order, reverse=True)
         start = _precondition.apply(q, precondition)  # M q (q is the gradient itself on the first update)
-        gamma = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.linalg.norm(start)), jnp.where(yMy > 0.0, sy / yMy, 1.0))
+        gamma = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.linalg.norm(start)),
+                          jnp.where(curved, sy / jnp.where(curved, yMy, 1.0), state.gamma))
 
         def oldest_first(r, i_alpha):
             i, alpha = i_alpha
@@ -113,6 +122,6 @@ def scale_by_lbfgs(memory: int = 10, dtype: str = "float32", precondition: float
             return r + (alpha - beta) * _load(steps[i]), None
 
         direction, _ = jax.lax.scan(oldest_first, gamma * start, (order, alphas))
-        return direction, LBFGSState(state.count + 1, params, grad, steps, changes, rho)
+        return direction, LBFGSState(state.count + 1, params, grad, steps, changes, rho, gamma)
 
     return optax.GradientTransformation(init, update)

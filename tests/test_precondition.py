@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxstyle import lbfgs, precondition
@@ -100,3 +101,24 @@ def test_the_config_validates_the_corner():
         with pytest.raises(JaxstyleError, match="lbfgs_precondition.*from 0 to 1 cycles per pixel"):
             StyleConfig(lbfgs_precondition=bad)
 
+
+
+@pytest.mark.parametrize("corner", [0.0, 0.1])
+def test_a_pair_of_negative_curvature_is_skipped_so_the_direction_stays_downhill(corner):
+    """Where the loss is concave along the last step (or clipping shortened it), <s, y> < 0: a model
+    built from that pair points uphill (optax's does, below); ours keeps the pair inert and the last
+    good scale, as PyTorch's L-BFGS skips it."""
+    x0 = jax.random.uniform(jax.random.key(4), (16, 16, 3))
+    g0 = jax.random.normal(jax.random.key(5), x0.shape)
+    ours, theirs = lbfgs.scale_by_lbfgs(4, "float32", corner), optax.scale_by_lbfgs(memory_size=4)
+    d0, state = ours.update(g0, ours.init(x0), x0)
+    _, their_state = theirs.update(g0, theirs.init(x0), x0)
+    x1 = x0 - d0
+    g1 = g0 + 0.5 * d0 + 0.1 * jax.random.normal(jax.random.key(6), x0.shape)  # y = g1 - g0 along -s: <s, y> < 0
+    assert float(jnp.vdot(x1 - x0, g1 - g0)) < 0
+    d1, state = ours.update(g1, state, x1)
+    assert float(jnp.vdot(g1, d1)) > 0  # downhill: the step is -lr * d1
+    assert float(state.rho[0]) == 0.0 and float(state.gamma) == pytest.approx(min(1.0, 1 / float(
+        jnp.linalg.norm(precondition.apply(g0, corner)))))
+    their_d1, _ = theirs.update(g1, their_state, x1)
+    assert float(jnp.vdot(g1, their_d1)) < 0  # the unguarded model points uphill
