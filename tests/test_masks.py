@@ -128,7 +128,9 @@ def _texture(h, w, colour_a, colour_b, period=6):
 
 def test_two_regions_take_the_colours_of_their_own_paintings(tmp_path):
     """Left half of the photo from a red painting, right half from a blue one: each half's mean
-    colour ends closer to its own painting's; without masks both halves get the same blend."""
+    colour ends closer to its own painting's, and swapping the paintings swaps the halves. (Without
+    masks nothing says which half gets which: a half-red, half-blue image also matches the blend's
+    Gram matrices, and L-BFGS from the low-frequency start finds such layouts, either way round.)"""
     import jaxstyle
 
     h, w = 40, 64
@@ -137,20 +139,17 @@ def test_two_regions_take_the_colours_of_their_own_paintings(tmp_path):
     labels = np.zeros((h, w, 3), np.uint8)
     labels[:, w // 2:] = (255, 255, 255)
     jaxstyle.save_image(labels / 255.0, tmp_path / "photo_mask.png")
-    jaxstyle.save_image(np.zeros((48, 48, 3), np.float32), tmp_path / "red_mask.png")  # all black: region 1
-    jaxstyle.save_image(np.ones((48, 48, 3), np.float32), tmp_path / "blue_mask.png")  # all white: region 2
+    jaxstyle.save_image(np.zeros((48, 48, 3), np.float32), tmp_path / "first_mask.png")  # all black: region 1
+    jaxstyle.save_image(np.ones((48, 48, 3), np.float32), tmp_path / "second_mask.png")  # all white: region 2
     cfg = jaxstyle.StyleConfig(size=w, steps=40, style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",),
-                               style_weight=100.0)
-    guided = cfg.replace(content_mask=str(tmp_path / "photo_mask.png"),
-                         style_masks=(str(tmp_path / "red_mask.png"), str(tmp_path / "blue_mask.png")))
-    out = jaxstyle.stylize(content, [red, blue], guided).image
-    plain = jaxstyle.stylize(content, [red, blue], cfg).image
-    left, right = out[:, : w // 2 - 4].mean(axis=(0, 1)), out[:, w // 2 + 4:].mean(axis=(0, 1))
+                               style_weight=100.0, content_mask=str(tmp_path / "photo_mask.png"),
+                               style_masks=(str(tmp_path / "first_mask.png"), str(tmp_path / "second_mask.png")))
     red_mean, blue_mean = red.mean(axis=(0, 1)), blue.mean(axis=(0, 1))
-    assert np.linalg.norm(left - red_mean) < np.linalg.norm(left - blue_mean)
-    assert np.linalg.norm(right - blue_mean) < np.linalg.norm(right - red_mean)
-    plain_gap = np.linalg.norm(plain[:, : w // 2 - 4].mean(axis=(0, 1)) - plain[:, w // 2 + 4:].mean(axis=(0, 1)))
-    assert np.linalg.norm(left - right) > 4 * plain_gap, (np.linalg.norm(left - right), plain_gap)
+    for paintings, (left_goal, right_goal) in (([red, blue], (red_mean, blue_mean)), ([blue, red], (blue_mean, red_mean))):
+        out = jaxstyle.stylize(content, paintings, cfg).image
+        left, right = out[:, : w // 2 - 4].mean(axis=(0, 1)), out[:, w // 2 + 4:].mean(axis=(0, 1))
+        assert np.linalg.norm(left - left_goal) < 0.5 * np.linalg.norm(left - right_goal)
+        assert np.linalg.norm(right - right_goal) < 0.5 * np.linalg.norm(right - left_goal)
 
 
 def test_tiled_guided_grams_loss_gradient_and_targets_equal_untiled(weights):
