@@ -11,8 +11,9 @@ colour and light takes hundreds of steps. Here ``H0 = gamma * M`` with
 ``C`` the orthonormal 2-D DCT-II over height and width (mirror boundaries: nothing wraps from one
 edge to the other) and ``f`` a basis image's frequency in cycles per pixel (the constant image's
 taken as the lowest one), at least :data:`FLOOR`: ``m`` is about 1 above ``corner`` and grows as
-``1 / f`` below it, down to the floor, the spectrum of Lucid's decorrelated image parameterisation (Olah et al. 2017, "Feature Visualization"), used here as
-a preconditioner so that the loss, the pixels and the memory stay as they are. ``M`` is symmetric
+``1 / f`` below it, down to the floor: the spectrum of Lucid's decorrelated image parameterisation
+(Olah et al. 2017, "Feature Visualization"), used here as a preconditioner so that the loss, the
+pixels and the memory stay as they are. ``M`` is symmetric
 positive definite, so every direction is still a descent direction and the update stays the exact
 L-BFGS update started from ``H0`` (Nocedal & Wright, Algorithm 7.4, with ``gamma = <s, y> / <y, M y>``).
 
