@@ -57,8 +57,9 @@ def test_the_first_direction_is_the_boosted_gradient_at_unit_norm():
     np.testing.assert_allclose(direction, boosted / jnp.linalg.norm(boosted), rtol=1e-5, atol=1e-7)
 
 
-def run_lbfgs(corner: float, steps: int, loss, shape) -> float:
-    x = jnp.zeros(shape, jnp.float32)
+def run_lbfgs(corner: float, steps: int, loss, shape, start=None) -> float:
+    """``loss`` after ``steps`` unit-rate L-BFGS steps (5 pairs) from ``start`` (default zeros)."""
+    x = jnp.zeros(shape, jnp.float32) if start is None else start
     opt = lbfgs.scale_by_lbfgs(5, "float32", corner)
     state = opt.init(x)
     for _ in range(steps):
@@ -138,13 +139,8 @@ def test_steps_grow_while_the_loss_is_concave_along_every_one(corner, monkeypatc
 
     def final_loss(expand: float) -> float:
         monkeypatch.setattr(lbfgs, "EXPAND", expand)
-        x = 0.01 + 0.005 * jax.random.uniform(jax.random.key(0), (16, 16, 3))
-        direction = lbfgs.scale_by_lbfgs(5, "float32", corner)
-        state = direction.init(x)
-        for _ in range(30):
-            d, state = direction.update(jax.grad(well)(x), state, x)
-            x = x - d
-        return float(well(x))
+        start = 0.01 + 0.005 * jax.random.uniform(jax.random.key(0), (16, 16, 3))
+        return run_lbfgs(corner, 30, well, start.shape, start)
 
     assert final_loss(1.0) > 0.99  # crept: well(0.01) is 0.9998
     assert final_loss(4.0) < 1e-4
