@@ -124,10 +124,9 @@ def scale_by_lbfgs(memory: int = 10, dtype: str = "float32", precondition: float
         # A skipped pair leaves gamma as it was, except while the memory holds no pair of positive
         # curvature at all: then the loss was concave along every step so far (from the photo it is,
         # for the first steps), the steps were too short to see its curvature, and gamma grows.
-        blind = jnp.all(rho == 0.0)
+        skipped = jnp.where(jnp.all(rho == 0.0), EXPAND, 1.0) * state.gamma
         gamma = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.linalg.norm(start)),
-                          jnp.where(curved, sy / jnp.where(curved, yMy, 1.0),
-                                    jnp.where(blind, EXPAND, 1.0) * state.gamma))
+                          jnp.where(curved, sy / jnp.where(curved, yMy, 1.0), skipped))
 
         def oldest_first(r, i_alpha):
             i, alpha = i_alpha

@@ -57,9 +57,8 @@ def test_the_first_direction_is_the_boosted_gradient_at_unit_norm():
     np.testing.assert_allclose(direction, boosted / jnp.linalg.norm(boosted), rtol=1e-5, atol=1e-7)
 
 
-def run_lbfgs(corner: float, steps: int, loss, shape, start=None) -> float:
-    """``loss`` after ``steps`` unit-rate L-BFGS steps (5 pairs) from ``start`` (default zeros)."""
-    x = jnp.zeros(shape, jnp.float32) if start is None else start
+def run_lbfgs(corner: float, steps: int, loss, x) -> float:
+    """``loss`` after ``steps`` unit-rate L-BFGS steps (5 pairs) from the image ``x``."""
     opt = lbfgs.scale_by_lbfgs(5, "float32", corner)
     state = opt.init(x)
     for _ in range(steps):
@@ -83,14 +82,15 @@ def test_a_loss_flat_along_smooth_changes_converges_sooner():
         d = x - target
         return 0.5 * jnp.vdot(d, laplacian(d)) + 0.5e-3 * jnp.vdot(d, d)
 
-    plain = run_lbfgs(0.0, 40, stiff, target.shape)
-    assert plain < 0.1 * float(stiff(jnp.zeros_like(target)))  # plain L-BFGS does make progress
-    assert run_lbfgs(0.1, 20, stiff, target.shape) < plain
-    assert run_lbfgs(0.1, 40, stiff, target.shape) < 0.01 * plain
+    zeros = jnp.zeros_like(target)
+    plain = run_lbfgs(0.0, 40, stiff, zeros)
+    assert plain < 0.1 * float(stiff(zeros))  # plain L-BFGS does make progress
+    assert run_lbfgs(0.1, 20, stiff, zeros) < plain
+    assert run_lbfgs(0.1, 40, stiff, zeros) < 0.01 * plain
 
     flat = lambda x: 0.5 * jnp.vdot(x - target, x - target)
-    start = float(flat(jnp.zeros_like(target)))
-    assert run_lbfgs(0.0, 3, flat, target.shape) < 1e-10 * start and run_lbfgs(0.1, 30, flat, target.shape) < 1e-6 * start
+    start = float(flat(zeros))
+    assert run_lbfgs(0.0, 3, flat, zeros) < 1e-10 * start and run_lbfgs(0.1, 30, flat, zeros) < 1e-6 * start
 
 
 def test_the_config_validates_the_corner():
@@ -139,8 +139,7 @@ def test_steps_grow_while_the_loss_is_concave_along_every_one(corner, monkeypatc
 
     def final_loss(expand: float) -> float:
         monkeypatch.setattr(lbfgs, "EXPAND", expand)
-        start = 0.01 + 0.005 * jax.random.uniform(jax.random.key(0), (16, 16, 3))
-        return run_lbfgs(corner, 30, well, start.shape, start)
+        return run_lbfgs(corner, 30, well, 0.01 + 0.005 * jax.random.uniform(jax.random.key(0), (16, 16, 3)))
 
     assert final_loss(1.0) > 0.99  # crept: well(0.01) is 0.9998
     assert final_loss(4.0) < 1e-4
