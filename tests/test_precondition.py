@@ -60,10 +60,15 @@ def test_the_first_direction_is_the_boosted_gradient_at_unit_norm():
 def run_lbfgs(corner: float, steps: int, loss, x) -> float:
     """``loss`` after ``steps`` unit-rate L-BFGS steps (5 pairs) from the image ``x``."""
     opt = lbfgs.scale_by_lbfgs(5, "float32", corner)
+
+    @jax.jit  # traced afresh for each call: a monkeypatched lbfgs.EXPAND is read here
+    def step(x, state):
+        direction, state = opt.update(jax.grad(loss)(x), state, x)
+        return x - direction, state
+
     state = opt.init(x)
     for _ in range(steps):
-        direction, state = opt.update(jax.grad(loss)(x), state, x)
-        x = x - direction
+        x, state = step(x, state)
     return float(loss(x))
 
 
