@@ -26,7 +26,8 @@ __all__ = ["Job", "PER_JOB_FIELDS", "static_key", "group_jobs", "auto_batch_size
 # Options that may differ inside one compiled batch; every other StyleConfig field splits groups.
 PER_JOB_FIELDS = fields_of_kind("per_job")
 # Rough resident bytes per output pixel of one job (activations, gradients, optimizer state), measured
-# at 512x384 with bench/speed.py (about 0.8 GB above the process's baseline for 196,608 px).
+# at 512x384 with bench/speed.py (about 0.8 GB above the process's baseline for 196,608 px), with
+# tiling.CALIBRATED's L-BFGS memory.
 BYTES_PER_PIXEL = 4096
 
 
@@ -39,7 +40,7 @@ def static_key(config: StyleConfig, content_shape, n_styles: int) -> tuple:
 
 def auto_batch_size(pixels: int, n_jobs: int, devices: int, memory: lbfgs.Memory = tiling.WHOLE) -> int:
     """Jobs per batch: as many as fit in about half the free memory, a multiple of the devices.
-    ``memory``: the jobs' L-BFGS memory (:data:`BYTES_PER_PIXEL` counts the default one)."""
+    ``memory``: the jobs' L-BFGS memory (:data:`BYTES_PER_PIXEL` counts ``tiling.CALIBRATED``)."""
     per_pixel = BYTES_PER_PIXEL + tiling.more_pairs_bytes(memory)
     fit = max(1, int(0.5 * tiling.free_memory_bytes() // (per_pixel * pixels)))
     size = min(n_jobs, fit, 64)

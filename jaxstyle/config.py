@@ -73,12 +73,15 @@ class StyleConfig:
       linesearch: L-BFGS line search: ``"none"`` (one evaluation per step, like PyTorch's L-BFGS),
         ``"backtracking"`` or ``"zoom"`` (optax's default); see ``optimize.make_optimizer``.
       lbfgs_memory: how many pairs of past steps (and gradient changes) the L-BFGS memory keeps:
-        24 bytes per pixel each in float32, 12 in bfloat16. The default, 10, is optax's; PyTorch's
-        L-BFGS keeps 100. 50 pairs reached PyTorch's 300-iteration loss in 298 steps where 10 had
-        not in 345 (README, time to loss). L-BFGS only.
+        24 bytes per pixel each in float32, 12 in bfloat16 (PyTorch's L-BFGS keeps 100). 0 (default)
+        = automatic: ``optimize.WHOLE_LBFGS_MEMORY`` (50) where the image is evaluated whole, whose
+        runs reach a loss in 15-20% fewer steps than with 10 (README, time to loss), and
+        ``optimize.LBFGS_MEMORY`` (10, optax's) where it is streamed or tiled, where the memory
+        grows with the image and limits its size. L-BFGS only.
       lbfgs_history: dtype of the L-BFGS memory (``jaxstyle.lbfgs``): ``"float32"``,
-        ``"bfloat16"`` (120 instead of 240 bytes per pixel) or ``"auto"`` (default: bfloat16 when
-        the image is streamed or tiled, where memory is what limits the size; float32 otherwise).
+        ``"bfloat16"`` (half the bytes) or ``"auto"`` (default: float32 for up to 10 pairs in a run
+        evaluated whole, bfloat16 otherwise: streamed or tiled runs, where memory is what limits
+        the size, and longer memories, which converged as in float32).
       lbfgs_precondition: corner frequency, in cycles per pixel, below which L-BFGS's initial
         inverse Hessian boosts the image's spatial frequencies as ``1 / f`` (``jaxstyle.precondition``):
         broad changes of colour and light then come in the first steps instead of the last. 0 = none
@@ -142,11 +145,12 @@ class StyleConfig:
     lr: float | None = option(None, "learning rate", "per_job",
                               shown=", ".join(f"{k} {v}" for k, v in optimize.DEFAULT_LR.items()))
     linesearch: optimize.Linesearch = option("none", "L-BFGS line search", "compiled", choices=optimize.LINESEARCHES)
-    lbfgs_memory: int = option(optimize.LBFGS_MEMORY, "pairs of past steps L-BFGS keeps (24 bytes per pixel "
-                               "each in float32; PyTorch keeps 100)", "compiled", metavar="N")
-    lbfgs_history: str = option("auto", "dtype of the L-BFGS memory: float32, bfloat16 (half its 240 bytes per "
-                                "pixel), auto = bfloat16 when the image is streamed", "compiled",
-                                choices=HISTORY_CHOICES)
+    lbfgs_memory: int = option(0, "pairs of past steps L-BFGS keeps (24 bytes per pixel each in float32; PyTorch "
+                               f"keeps 100); auto (0): {optimize.WHOLE_LBFGS_MEMORY}, or {optimize.LBFGS_MEMORY} "
+                               "where the image is streamed or tiled", "compiled", metavar="N", shown="auto")
+    lbfgs_history: str = option("auto", "dtype of the L-BFGS memory: float32, bfloat16 (half the bytes), auto = "
+                                f"float32 for up to {optimize.LBFGS_MEMORY} pairs evaluated whole, else bfloat16",
+                                "compiled", choices=HISTORY_CHOICES)
     lbfgs_precondition: float = option(precondition.CORNER, "L-BFGS starts from an inverse Hessian that boosts "
                                        "spatial frequencies below this many cycles per pixel as 1/f; 0 = none",
                                        "compiled", metavar="F")
@@ -253,10 +257,13 @@ class StyleConfig:
 
     def lbfgs_memory_for(self, planned: bool) -> lbfgs.Memory:
         """What the L-BFGS memory keeps in a run evaluated whole (``planned=False``) or by a band or
-        tile plan: ``lbfgs_memory`` pairs, in ``lbfgs_history``'s dtype (``"auto"``: bfloat16 if planned),
-        starting from ``lbfgs_precondition``'s inverse Hessian."""
-        dtype = self.lbfgs_history if self.lbfgs_history != "auto" else ("bfloat16" if planned else "float32")
-        return lbfgs.Memory(self.lbfgs_memory, dtype, float(self.lbfgs_precondition))
+        tile plan: ``lbfgs_memory`` pairs (0: 50 whole, 10 planned), in ``lbfgs_history``'s dtype
+        (``"auto"``: float32 for up to 10 pairs whole, else bfloat16), starting from
+        ``lbfgs_precondition``'s inverse Hessian."""
+        pairs = self.lbfgs_memory or (optimize.LBFGS_MEMORY if planned else optimize.WHOLE_LBFGS_MEMORY)
+        auto = "float32" if not planned and pairs <= optimize.LBFGS_MEMORY else "bfloat16"
+        dtype = auto if self.lbfgs_history == "auto" else self.lbfgs_history
+        return lbfgs.Memory(pairs, dtype, float(self.lbfgs_precondition))
 
     @property
     def style_term_layers(self) -> tuple[str, ...]:
@@ -323,8 +330,9 @@ class StyleConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise JaxstyleError(f"`{name}` (={value!r}) must be a positive integer")
-        if isinstance(self.lbfgs_memory, bool) or not isinstance(self.lbfgs_memory, int) or not 1 <= self.lbfgs_memory <= MAX_LBFGS_MEMORY:
-            raise JaxstyleError(f"`lbfgs_memory` (={self.lbfgs_memory!r}) must be an integer from 1 to {MAX_LBFGS_MEMORY}, e.g. 10")
+        if isinstance(self.lbfgs_memory, bool) or not isinstance(self.lbfgs_memory, int) or not 0 <= self.lbfgs_memory <= MAX_LBFGS_MEMORY:
+            raise JaxstyleError(f"`lbfgs_memory` (={self.lbfgs_memory!r}) must be an integer from 1 to {MAX_LBFGS_MEMORY}, "
+                                f"e.g. 10, or 0 (automatic)")
         if not (_number(self.lbfgs_precondition) and 0 <= self.lbfgs_precondition <= 1):
             raise JaxstyleError(f"`lbfgs_precondition` (={self.lbfgs_precondition!r}) must be a frequency from 0 to 1 "
                                 f"cycles per pixel, e.g. {precondition.CORNER} (0 turns it off)")

@@ -62,8 +62,9 @@ CROP_BYTES_PER_PIXEL = 3400
 # Both figures are for optimize.LBFGS_MEMORY (10) pairs; other sizes add or remove their pairs' bytes
 # (state_bytes_per_pixel), as untiled_bytes does for a whole run's memory.
 STATE_BYTES_PER_PIXEL = {"float32": 552, "bfloat16": 420}
-WHOLE = optimize.DEFAULT_MEMORY  # what a run evaluated whole keeps by default (StyleConfig.lbfgs_memory_for)
-PLANNED = lbfgs.Memory(optimize.LBFGS_MEMORY, "bfloat16")  # ... and one evaluated by a plan
+CALIBRATED = optimize.DEFAULT_MEMORY  # the L-BFGS memory UNTILED_BYTES_PER_PIXEL was measured with
+WHOLE = lbfgs.Memory(optimize.WHOLE_LBFGS_MEMORY, "bfloat16")  # what a run evaluated whole keeps by default
+PLANNED = lbfgs.Memory(optimize.LBFGS_MEMORY, "bfloat16")  # ... and one evaluated by a plan (StyleConfig.lbfgs_memory_for)
 BASE_BYTES = 600 << 20  # JAX, XLA, the weights
 TILE_CHOICES = (2048, 1536, 1024, 768, 512, 384, 256)  # core sizes tried, largest first
 # Streamed bands (jaxstyle.bands): per pixel of one band (its activations, forward and VJP), per
@@ -477,7 +478,7 @@ def free_memory_bytes() -> int:
         return 4 << 30
 
 
-def more_pairs_bytes(memory: lbfgs.Memory, calibrated: lbfgs.Memory = WHOLE) -> int:
+def more_pairs_bytes(memory: lbfgs.Memory, calibrated: lbfgs.Memory = CALIBRATED) -> int:
     """Bytes per pixel ``memory`` holds beyond (or, negative, short of) what a model was measured with."""
     return 3 * (memory.bytes_per_value() - calibrated.bytes_per_value())
 
@@ -489,7 +490,7 @@ def state_bytes_per_pixel(memory: lbfgs.Memory = PLANNED) -> int:
 
 def untiled_bytes(height: int, width: int, memory: lbfgs.Memory = WHOLE) -> int:
     """Estimated peak bytes of an untiled run at this size, with this L-BFGS memory."""
-    return BASE_BYTES + (UNTILED_BYTES_PER_PIXEL + more_pairs_bytes(memory, WHOLE)) * height * width
+    return BASE_BYTES + (UNTILED_BYTES_PER_PIXEL + more_pairs_bytes(memory)) * height * width
 
 
 def tiled_bytes(plan: TilePlan, memory: lbfgs.Memory = PLANNED) -> int:

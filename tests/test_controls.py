@@ -109,10 +109,10 @@ def test_a_batch_of_wasserstein_jobs_finishes_with_each_jobs_own_result():
 
 
 def test_lbfgs_memory_changes_the_path_only_once_the_smaller_memory_is_full():
-    # With m pairs, L-BFGS uses min(k, m) pairs at update k: a 3-pair memory takes the default's
+    # With m pairs, L-BFGS uses min(k, m) pairs at update k: a 3-pair memory takes a 10-pair one's
     # first four steps exactly, then its own (history[k] is the loss before step k).
     short = jaxstyle.stylize(CONTENT, STYLE, TINY.replace(lbfgs_memory=3))
-    full = jaxstyle.stylize(CONTENT, STYLE, TINY)
+    full = jaxstyle.stylize(CONTENT, STYLE, TINY.replace(lbfgs_memory=10))
     np.testing.assert_allclose(short.history[:5], full.history[:5], rtol=1e-5)
     for k in (5, -1):  # from the fifth step on (its loss is history[5]) the paths part
         assert abs(short.history[k] - full.history[k]) > 1e-4 * full.history[k]

@@ -144,19 +144,25 @@ def test_lbfgs_with_float32_memory_is_optaxs_and_bfloat16_memory_still_converges
     assert half_path != ours_path
 
 
-def test_the_lbfgs_memory_is_bfloat16_only_where_the_image_is_planned():
-    from jaxstyle import JaxstyleError, StyleConfig, lbfgs
+def test_the_lbfgs_memory_is_long_where_the_image_is_whole_and_float32_only_where_short_and_whole():
+    from jaxstyle import JaxstyleError, StyleConfig, lbfgs, tiling
 
     auto = StyleConfig(lbfgs_precondition=0.2)
-    assert auto.lbfgs_memory_for(planned=False) == lbfgs.Memory(10, "float32", 0.2)
+    assert auto.lbfgs_memory_for(planned=False) == lbfgs.Memory(50, "bfloat16", 0.2)
     assert auto.lbfgs_memory_for(planned=True) == lbfgs.Memory(10, "bfloat16", 0.2)
+    # the planner's defaults are the config's
+    assert (tiling.WHOLE, tiling.PLANNED) == tuple(lbfgs.Memory(m.pairs, m.dtype) for m in (
+        StyleConfig().lbfgs_memory_for(planned=False), StyleConfig().lbfgs_memory_for(planned=True)))
+    short = StyleConfig(lbfgs_memory=10, lbfgs_precondition=0)
+    assert short.lbfgs_memory_for(planned=False) == lbfgs.Memory(10, "float32")  # optax's, exactly
+    assert short.lbfgs_memory_for(planned=True) == lbfgs.Memory(10, "bfloat16")
     for dtype in ("float32", "bfloat16"):
         forced = StyleConfig(lbfgs_history=dtype, lbfgs_memory=50, lbfgs_precondition=0)
         assert forced.lbfgs_memory_for(planned=False) == forced.lbfgs_memory_for(planned=True) == lbfgs.Memory(50, dtype)
     with pytest.raises(JaxstyleError, match="lbfgs_history.*float32, bfloat16"):
         StyleConfig(lbfgs_history="float16")
-    for bad in (0, 1001, 2.5, True):
-        with pytest.raises(JaxstyleError, match="lbfgs_memory.*from 1 to 1000"):
+    for bad in (-1, 1001, 2.5, True):
+        with pytest.raises(JaxstyleError, match="lbfgs_memory.*from 1 to 1000.*or 0 .automatic"):
             StyleConfig(lbfgs_memory=bad)
     x = jnp.zeros((4, 6, 3), jnp.float32)
     for pairs in (3, 10):

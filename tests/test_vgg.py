@@ -78,7 +78,7 @@ def test_precomputed_backward_kernels_give_the_same_gradients(weights):
     flipped, original = fast["conv2_1"]["kernel_t"], weights.params["conv2_1"]["kernel"]
     np.testing.assert_array_equal(flipped[2, 0, 5, 7], original[0, 2, 7, 5])
     x = jnp.asarray(smooth_image(21, 34) * 200.0 - 100.0)  # sides not multiples of 16
-    layers = ["relu1_1", "relu3_1", "relu4_2", "relu5_1"]
+    layers = ["relu1_1", "relu2_2", "relu3_1"]  # every layer runs the same custom VJP; three compile faster
 
     def loss(x, params):
         return sum(jnp.sum(jnp.sin(f / 50.0)) for f in vgg.features(params, x, layers).values())
@@ -87,11 +87,11 @@ def test_precomputed_backward_kernels_give_the_same_gradients(weights):
     plain, precomputed = both(x, weights.params), both(x, fast)
     assert float(jnp.abs(plain[0]).max()) > 0
     np.testing.assert_allclose(precomputed[0], plain[0], rtol=1e-5, atol=1e-6 * float(jnp.abs(plain[0]).max()))
-    for name in ("conv1_1", "conv3_2", "conv5_1"):
+    for name in ("conv1_1", "conv2_2", "conv3_1"):
         for leaf in ("kernel", "bias"):
             a, b = plain[1][name][leaf], precomputed[1][name][leaf]
             assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a)) < 1e-5, (name, leaf)
-    assert float(jnp.abs(precomputed[1]["conv4_1"]["kernel_t"]).max()) == 0.0  # the loss does not depend on it
+    assert float(jnp.abs(precomputed[1]["conv3_1"]["kernel_t"]).max()) == 0.0  # the loss does not depend on it
     batch = jnp.stack([x, 0.5 * x])
     per_image = jax.vmap(jax.grad(loss), in_axes=(0, None))
     np.testing.assert_allclose(per_image(batch, fast), per_image(batch, weights.params), rtol=1e-5, atol=1e-3)
