@@ -166,7 +166,8 @@ def plot(results: list[dict], path: Path) -> None:
     from PIL import Image, ImageDraw
 
     w, h, pad = 520, 360, 50
-    canvas = Image.new("RGB", (w * len(results), h + 30), "white")
+    legend = 1 + max(len(res["jax"]) for res in results)  # one line per curve: variant names are long
+    canvas = Image.new("RGB", (w * len(results), h + 8 + 14 * legend), "white")
     draw = ImageDraw.Draw(canvas)
     colours = [(20, 60, 200), (0, 150, 150), (120, 0, 160), (0, 120, 0)]
     for n, res in enumerate(results):
@@ -189,7 +190,7 @@ def plot(results: list[dict], path: Path) -> None:
         draw.text((x0 + pad, h - pad + 6), f"0 s .. {tmax:.0f} s   grey: torch's {res['iterations']}-iteration loss",
                   fill="black")
         for i, (name, *_rest, colour) in enumerate(curves):
-            draw.text((x0 + pad + 110 * i, h + 10), name, fill=colour)
+            draw.text((x0 + pad, h + 4 + 14 * i), name, fill=colour)
     canvas.save(path)
 
 
