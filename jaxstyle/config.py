@@ -263,10 +263,7 @@ class StyleConfig:
         tile plan: ``lbfgs_memory`` pairs (0: 50 whole, 10 planned), in ``lbfgs_history``'s dtype
         (``"auto"``: float32 for up to 10 pairs whole, else bfloat16), starting from
         ``lbfgs_precondition``'s inverse Hessian."""
-        pairs = self.lbfgs_memory or (optimize.LBFGS_MEMORY if planned else optimize.WHOLE_LBFGS_MEMORY)
-        auto = "float32" if not planned and pairs <= optimize.LBFGS_MEMORY else "bfloat16"
-        dtype = auto if self.lbfgs_history == "auto" else self.lbfgs_history
-        return lbfgs.Memory(pairs, dtype, float(self.lbfgs_precondition))
+        return optimize.lbfgs_memory(self.lbfgs_memory, self.lbfgs_history, planned, float(self.lbfgs_precondition))
 
     @property
     def style_term_layers(self) -> tuple[str, ...]:

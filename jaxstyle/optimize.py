@@ -34,6 +34,16 @@ LBFGS_MEMORY = 10  # pairs: optax's default; what a streamed or tiled run keeps 
 # (tubingen x The Scream; 30: 167; 10: 186), in bfloat16 as in float32 (209) (README, time to loss).
 WHOLE_LBFGS_MEMORY = 50
 DEFAULT_MEMORY = lbfgs.Memory(LBFGS_MEMORY, "float32")  # the functions' default below (optax's L-BFGS)
+
+
+def lbfgs_memory(pairs: int, history: str, planned: bool, precondition: float = 0.0) -> lbfgs.Memory:
+    """The L-BFGS memory of a run evaluated whole (``planned=False``) or by a band or tile plan:
+    ``pairs`` (0: WHOLE_LBFGS_MEMORY whole, LBFGS_MEMORY planned) in ``history``'s dtype ("auto":
+    float32 for up to LBFGS_MEMORY pairs whole, else bfloat16). The one place the rule lives:
+    ``StyleConfig.lbfgs_memory_for`` and the planner's defaults (``tiling.WHOLE``) both call it."""
+    pairs = pairs or (LBFGS_MEMORY if planned else WHOLE_LBFGS_MEMORY)
+    auto = "float32" if not planned and pairs <= LBFGS_MEMORY else "bfloat16"
+    return lbfgs.Memory(pairs, auto if history == "auto" else history, precondition)
 LINESEARCH_STEPS = 16
 # L-BFGS without a line search: reject a step that multiplied the loss by more than this. Lower
 # factors hurt: at 2, a 48 px run whose loss rises 7x for one step and then falls fast ended 200x

@@ -63,8 +63,8 @@ CROP_BYTES_PER_PIXEL = 3400
 # (state_bytes_per_pixel), as untiled_bytes does for a whole run's memory.
 STATE_BYTES_PER_PIXEL = {"float32": 552, "bfloat16": 420}
 CALIBRATED = optimize.DEFAULT_MEMORY  # the L-BFGS memory UNTILED_BYTES_PER_PIXEL was measured with
-WHOLE = lbfgs.Memory(optimize.WHOLE_LBFGS_MEMORY, "bfloat16")  # what a run evaluated whole keeps by default
-PLANNED = lbfgs.Memory(optimize.LBFGS_MEMORY, "bfloat16")  # ... and one evaluated by a plan (StyleConfig.lbfgs_memory_for)
+WHOLE = optimize.lbfgs_memory(0, "auto", planned=False)  # what a run evaluated whole keeps by default
+PLANNED = optimize.lbfgs_memory(0, "auto", planned=True)  # ... and one evaluated by a plan
 BASE_BYTES = 600 << 20  # JAX, XLA, the weights
 TILE_CHOICES = (2048, 1536, 1024, 768, 512, 384, 256)  # core sizes tried, largest first
 # Streamed bands (jaxstyle.bands): per pixel of one band (its activations, forward and VJP), per
