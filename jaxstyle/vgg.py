@@ -88,8 +88,16 @@ def with_backward_kernels(params: Mapping[str, Mapping[str, jax.Array]]) -> dict
     ``bench/eval_profile.py`` showed them as ``transpose_copy_fusion``). A run computes them once, here,
     after any rescaling of the weights (``jaxstyle.normalize``), so they match ``"kernel"``.
     """
-    return {name: dict(layer, kernel_t=backward_kernel(layer["kernel"])) if "kernel" in layer else dict(layer)
+    flipped = _backward_kernels({name: layer["kernel"] for name, layer in params.items() if "kernel" in layer})
+    return {name: dict(layer, kernel_t=flipped[name]) if name in flipped else dict(layer)
             for name, layer in params.items()}
+
+
+@jax.jit
+def _backward_kernels(kernels: Mapping[str, jax.Array]) -> dict:
+    # One program for every layer: op by op, each kernel's flip and transpose was a program of its own
+    # (16 compilations, 1.6 s in every new process; too quick each for JAX's persistent cache).
+    return {name: backward_kernel(kernel) for name, kernel in kernels.items()}
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
