@@ -7,7 +7,9 @@ Runs the jitted ``value_and_grad(objective.total_loss)`` of bench/speed.py a few
 ``jax.profiler.trace``, reads the trace back (``jax.profiler.ProfileData``), and sums the time of
 each compiled op (convolutions, fusions, dots) over the traced evaluations. Each op is labelled with
 its kind and output shape from the compiled HLO, and convolutions and dots with their FLOPs and
-GFLOP/s, so the gap between the FLOP count and the wall time has names.
+GFLOP/s, so the gap between the FLOP count and the wall time has names. On the CPU it first times a
+4096x4096 matrix product in jax and NumPy: the machine's rate now, which the convolutions' rates are
+read against (these shared machines vary from day to day).
 """
 
 from __future__ import annotations
@@ -75,6 +77,28 @@ def hlo_ops(text: str) -> dict:
     return ops
 
 
+def matmul_rate(n: int = 4096, repeats: int = 5) -> dict:
+    """This machine's float32 matrix-multiply rate (GFLOP/s, median of ``repeats``) in jax and NumPy:
+    the ceiling to read the convolutions' rates against."""
+    import jax
+    import numpy as np
+
+    a = np.random.default_rng(0).random((n, n), np.float32)
+    x = jax.device_put(a)
+    product = jax.jit(lambda m: m @ m)
+    runs = {"jax": lambda: jax.block_until_ready(product(x)), "numpy": lambda: a @ a}
+    rates = {}
+    for name, run in runs.items():
+        run()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        rates[name] = 2 * n**3 / sorted(times)[repeats // 2] / 1e9
+    return rates
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=512)
@@ -124,6 +148,11 @@ def main() -> int:
           f"(ops may overlap on 2 threads); {flops / 1e9:.1f} GFLOP in convolutions and dots "
           f"-> {flops / 1e9 / wall:.0f} GFLOP/s overall, {flops / 1e9 / max(conv_s, 1e-9):.0f} GFLOP/s in the ops "
           f"that hold them ({conv_s:.3f} s)")
+    if jax.default_backend() == "cpu":
+        rates = matmul_rate()
+        print(f"ceiling: a 4096x4096 float32 matrix product runs at {rates['jax']:.0f} GFLOP/s in jax, "
+              f"{rates['numpy']:.0f} in NumPy on this machine now; this evaluation at that rate: "
+              f"{flops / 1e9 / max(rates.values()):.2f} s")
     print("\n| kind | s | share |\n|---|---|---|")
     for kind, s in by_kind.most_common():
         print(f"| {kind} | {s:.3f} | {s / max(traced, 1e-9):.0%} |")
