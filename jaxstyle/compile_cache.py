@@ -50,6 +50,9 @@ def enable(folder: str | os.PathLike | None = None) -> Path | None:
             return None
     except (OSError, JaxstyleError):
         return None
+    try:  # the bound first: a JAX without it would let the folder grow without end
+        jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+    except AttributeError:
+        return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     return folder
