@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from jaxstyle import image
-from tests.conftest import smooth_image, stripes
+from .conftest import smooth_image, stripes
 
 
 def _env(tmp_path, **changes):
