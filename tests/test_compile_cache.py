@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from jaxstyle import image
+
 from .conftest import smooth_image, stripes
 
 
