@@ -260,9 +260,8 @@ class StyleConfig:
 
     def lbfgs_memory_for(self, planned: bool) -> lbfgs.Memory:
         """What the L-BFGS memory keeps in a run evaluated whole (``planned=False``) or by a band or
-        tile plan: ``lbfgs_memory`` pairs (0: 50 whole, 10 planned), in ``lbfgs_history``'s dtype
-        (``"auto"``: float32 for up to 10 pairs whole, else bfloat16), starting from
-        ``lbfgs_precondition``'s inverse Hessian."""
+        tile plan: ``lbfgs_memory`` pairs in ``lbfgs_history``'s dtype (0 and ``"auto"``: by the rule
+        of ``optimize.lbfgs_memory``), starting from ``lbfgs_precondition``'s inverse Hessian."""
         return optimize.lbfgs_memory(self.lbfgs_memory, self.lbfgs_history, planned, float(self.lbfgs_precondition))
 
     @property

@@ -34,6 +34,11 @@ LBFGS_MEMORY = 10  # pairs: optax's default; what a streamed or tiled run keeps 
 # (tubingen x The Scream; 30: 167; 10: 186), in bfloat16 as in float32 (209) (README, time to loss).
 WHOLE_LBFGS_MEMORY = 50
 DEFAULT_MEMORY = lbfgs.Memory(LBFGS_MEMORY, "float32")  # the functions' default below (optax's L-BFGS)
+LINESEARCH_STEPS = 16
+# L-BFGS without a line search: reject a step that multiplied the loss by more than this. Lower
+# factors hurt: at 2, a 48 px run whose loss rises 7x for one step and then falls fast ended 200x
+# worse after 30 steps; the blow-up this catches was a factor of 4e5.
+GUARD_FACTOR = 100.0
 
 
 def lbfgs_memory(pairs: int, history: str, planned: bool, precondition: float = 0.0) -> lbfgs.Memory:
@@ -44,11 +49,6 @@ def lbfgs_memory(pairs: int, history: str, planned: bool, precondition: float = 
     pairs = pairs or (LBFGS_MEMORY if planned else WHOLE_LBFGS_MEMORY)
     auto = "float32" if not planned and pairs <= LBFGS_MEMORY else "bfloat16"
     return lbfgs.Memory(pairs, auto if history == "auto" else history, precondition)
-LINESEARCH_STEPS = 16
-# L-BFGS without a line search: reject a step that multiplied the loss by more than this. Lower
-# factors hurt: at 2, a 48 px run whose loss rises 7x for one step and then falls fast ended 200x
-# worse after 30 steps; the blow-up this catches was a factor of 4e5.
-GUARD_FACTOR = 100.0
 
 
 def make_optimizer(kind: Optimizer, learning_rate, linesearch: Linesearch = "none",

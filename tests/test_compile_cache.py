@@ -9,9 +9,9 @@ from jaxstyle import image
 from .conftest import smooth_image, stripes
 
 
-def _env(tmp_path, **changes):
+def _env(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}  # the suite's own cache
-    env.update(JAXSTYLE_CACHE=str(tmp_path / "cache"), **changes)
+    env["JAXSTYLE_CACHE"] = str(tmp_path / "cache")
     return env
 
 
