@@ -16,8 +16,10 @@ floor (all but a handful) get mean one exactly.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -27,18 +29,29 @@ from .weights import VGGWeights
 
 def filter_means(weights: VGGWeights, images: Sequence[np.ndarray], pooling: str = "max") -> dict[str, np.ndarray]:
     """Mean ReLU activation of every filter over the images and all positions: ``{relu_l: (C_l,)}``."""
-    relus = [name.replace("conv", "relu") for name in CONV_LAYERS]
     sums, count = None, 0
     for image in images:
-        feats = features(weights.params, weights.preprocessing(jnp.asarray(image)), relus, pooling=pooling)
-        h_w = {k: v.shape[0] * v.shape[1] for k, v in feats.items()}
-        part = {k: np.asarray(jnp.sum(v, axis=(0, 1)), np.float64) for k, v in feats.items()}
+        sizes, part = _filter_sums(weights.params, weights.preprocessing(jnp.asarray(image)), pooling)
+        h_w = {k: int(np.prod(size)) for k, size in sizes.items()}
+        part = {k: np.asarray(v, np.float64) for k, v in part.items()}
         if sums is None:
             sums, count = part, h_w
         else:
             sums = {k: sums[k] + part[k] for k in sums}
             count = {k: count[k] + h_w[k] for k in count}
     return {k: sums[k] / count[k] for k in sums}
+
+
+RELUS = tuple(name.replace("conv", "relu") for name in CONV_LAYERS)
+
+
+@functools.partial(jax.jit, static_argnames=("pooling",))
+def _filter_sums(params, image, pooling: str):
+    # One program per image size: op by op, the 50-odd ops of VGG were programs of their own, each
+    # too quick to compile for JAX's persistent cache, in every process that runs the paper's preset
+    # (problem.network's first call: 4.9 s op by op, 3.4 s as one program).
+    feats = features(params, image, RELUS, pooling=pooling)
+    return ({k: v.shape[:2] for k, v in feats.items()}, {k: jnp.sum(v, axis=(0, 1)) for k, v in feats.items()})
 
 
 FLOOR = 0.1
