@@ -12,6 +12,10 @@ from .conftest import smooth_image, stripes
 def _env(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}  # the suite's own cache
     env["JAXSTYLE_CACHE"] = str(tmp_path / "cache")
+    # Every program is kept, however quick its compilation: with the suite's 0.2 s floor, a program
+    # compiled just under it in the first run and just over it in the second (a loaded machine: three
+    # workers) was written by the second run alone.
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     return env
 
 
