@@ -5,8 +5,9 @@ set-up take seconds to compile before the first step. With the cache, a second `
 the same size and settings reads them back (chelsea x Starry Night, 256 px, 5 steps: the whole
 command took 12.2 s the first time, 9.3 s the second). The folder is ``xla`` in jaxstyle's cache
 folder (``$JAXSTYLE_CACHE``, default ``~/.cache/jaxstyle``), bounded at :data:`MAX_BYTES` (JAX
-evicts the least recently used programs). ``JAX_COMPILATION_CACHE_DIR``, when set, wins; ``JAXSTYLE_COMPILE_CACHE=0`` turns it
-off. The cache only saves time: a folder that cannot be made or written leaves it off, silently.
+evicts the least recently used programs). ``JAX_COMPILATION_CACHE_DIR``, when set, wins;
+``JAXSTYLE_COMPILE_CACHE=0`` turns it off. The cache only saves time: a folder that cannot be made
+or written leaves it off, silently.
 
 The library itself does not touch JAX's global settings; in Python, call :func:`enable` once.
 """
