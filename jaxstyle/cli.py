@@ -417,7 +417,7 @@ def render(job: Render) -> int:
             interrupt.check()
             if show is not None:
                 show(p)
-            if job.save_every and (p.step % job.save_every == 0 or p.step == p.steps):
+            if job.save_every and (p.step % job.save_every == 0 or p.step == total):  # the names checked above
                 path = intermediate_path(output, p.step)
                 save_image(p.image(), path, job.bit_depth)
                 interrupt.keep(path.name)
@@ -435,7 +435,8 @@ def render(job: Render) -> int:
         save_pil(loss_plot({"total loss": result.history}, title=f"{output.name}: loss per step"), job.plot_loss)
     t = result.timings
     print(
-        f"wrote {job.output} ({result.image.shape[1]}x{result.image.shape[0]}, {len(result.history)} steps, "
+        f"wrote {job.output} ({result.image.shape[1]}x{result.image.shape[0]}, {len(result.history)} steps"
+        f"{f' of {total}: the loss settled (--tolerance)' if len(result.history) < total else ''}, "
         f"loss {result.terms['total']:.4g}, {t['total']:.1f} s)",
         file=sys.stderr,
     )
@@ -695,6 +696,7 @@ def _progress(config: StyleConfig, quiet: bool):
     bar = tqdm(total=sum(steps for _, steps in config.schedule()), unit="step", desc="stylize", dynamic_ncols=True)
 
     def callback(p):
+        bar.total = p.steps  # fewer once a scale stops early (--tolerance)
         bar.update(p.step - bar.n)
         bar.set_postfix(loss=f"{p.loss:.4g}")
 

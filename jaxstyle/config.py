@@ -23,6 +23,7 @@ MAX_MRF_PATCH = 7
 AUTO_SCALES_ABOVE = 1024  # automatic coarse-to-fine (scales=0) above this long side
 AUTO_COARSEST = 512
 AUTO_MIN_STEPS = 10
+STOP_WINDOW = 10  # steps over which `tolerance` judges the loss's fall
 
 
 KINDS = {
@@ -58,6 +59,9 @@ class StyleConfig:
     Attributes:
       size: long side of the output in pixels; the content image is resized to it (Lanczos).
       steps: optimizer iterations.
+      tolerance: stop a scale early once its best loss fell by less than this fraction of it over
+        the last ``STOP_WINDOW`` (10) steps, judged every ``chunk`` steps (a group of jobs stops
+        when every job has); 0 (default) runs every step. See ``transfer.settled``.
       content_weight: alpha in the paper, weight of the content term.
       style_weight: beta in the paper, weight of the style term.
       tv_weight: weight of the total-variation regulariser (0 disables it; not in the paper).
@@ -134,6 +138,8 @@ class StyleConfig:
 
     size: int = option(512, "long side of the output in pixels (Lanczos resize, once)", "compiled")
     steps: int = option(300, "optimizer iterations (at the final scale)", "shared")
+    tolerance: float = option(0.0, f"stop a scale early once its best loss fell by less than this fraction over "
+                              f"the last {STOP_WINDOW} steps, e.g. 0.001 (0 = run every step)", "shared")
     content_weight: float = option(1.0, "alpha: weight of the content term", "per_job")
     style_weight: float = option(10.0, "beta: weight of the style term", "per_job")
     tv_weight: float = option(0.0, "total-variation weight (0 = off)", "per_job")
@@ -361,6 +367,8 @@ class StyleConfig:
                 f"`scales` (={self.scales}) makes the coarsest size {self.sizes()[0]} px, below the "
                 f"{self.min_size} px the layers need: use fewer scales or a smaller scale_ratio"
             )
+        if not (_number(self.tolerance) and 0 <= self.tolerance < 1):
+            raise JaxstyleError(f"`tolerance` (={self.tolerance!r}) must be in [0, 1), e.g. 0.001; 0 runs every step")
         if not (_number(self.average) and 0 <= self.average < 1):
             raise JaxstyleError(f"`average` (={self.average!r}) must be in [0, 1), e.g. 0.9; 0 disables it")
         for scale in self.style_scales(1 if not isinstance(self.style_scale, tuple) else len(self.style_scale)):

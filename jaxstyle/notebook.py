@@ -88,6 +88,7 @@ class Live:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=p.steps, unit="step", desc="stylize", dynamic_ncols=True)
+        self._bar.total = p.steps  # fewer once a scale stops early (tolerance)
         self._bar.update(p.step - self._bar.n)
         self._bar.set_postfix(loss=f"{p.loss:.4g}")
         if p.step >= p.steps:

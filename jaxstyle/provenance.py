@@ -40,6 +40,7 @@ def metadata(result, *, content, styles, weights_sha256: str, weights: str | Non
         "styles": [str(s) for s in styles],
         "config": dataclasses.asdict(result.config),
         "terms": result.terms,
+        "steps": len(result.history),  # fewer than the config's where a scale stopped early (tolerance)
         "evaluations": result.evaluations,
         "timings": result.timings,
         "argv": list(argv) if argv is not None else None,

@@ -342,7 +342,7 @@ def run_sweep(spec_path: str | os.PathLike, outdir: str | os.PathLike, *, batch_
             image_io.save_image(result.image, outdir / job.filename)  # atomic
             _append(manifest, {"id": job.id, "status": "ok", "image": job.filename, "content": job.content,
                                "styles": job.styles, "swept": dict(job.swept), "config": dataclasses.asdict(job.config),
-                               "terms": result.terms, "wall_s": time.perf_counter() - t0,
+                               "terms": result.terms, "steps": len(result.history), "wall_s": time.perf_counter() - t0,
                                "batch_size": result.timings["batch_size"], "devices": result.timings["devices"],
                                "process": processes.index, "weights_sha256": weights.sha256})
             counts["done"] += 1

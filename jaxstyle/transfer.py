@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import image as image_io
 from . import bands, interrupt, objective, optimize, tiling
-from .config import StyleConfig
+from .config import STOP_WINDOW, StyleConfig
 from .errors import JaxstyleError
 from .problem import ImageLike, Job, Prepared, finish_colour, images_at, initial_image, make_problem, network, prepare_job, tile_plan
 from .weights import VGGWeights
@@ -37,7 +37,7 @@ class Progress:
     """What a progress callback receives every ``config.chunk`` steps (once per job of a group)."""
 
     step: int  # iterations done so far, over all scales
-    steps: int  # iterations requested, over all scales
+    steps: int  # iterations over all scales: those requested, less those of scales that stopped early (tolerance)
     loss: float  # loss before the latest iteration
     elapsed: float  # seconds since optimisation started (compilation included)
     image: Callable[[], np.ndarray]  # current image on demand, (H, W, 3) in [0, 1]
@@ -52,7 +52,7 @@ class Result:
     """Output of :func:`stylize` (and of each job of :func:`run`)."""
 
     image: np.ndarray  # (H, W, 3) float32 in [0, 1]
-    history: np.ndarray  # (total steps,) loss before each iteration, all scales in order
+    history: np.ndarray  # (steps run,) loss before each iteration, all scales in order
     terms: dict  # final weighted loss terms of the returned image: content, style, tv, total
     evaluations: int  # loss-and-gradient evaluations spent
     # seconds: load (images, network), first_step (includes compilation), optimize, total; and
@@ -154,19 +154,21 @@ class _Tiled:
 
 def run_steps(step, x, state, lr, problem, steps: int, config: StyleConfig, *, report=None, offset: int = 0,
               strict: bool = True) -> tuple:
-    """Queue ``steps`` calls of ``step(x, state, lr, problem) -> Step`` from ``x`` and ``state``.
+    """Queue up to ``steps`` calls of ``step(x, state, lr, problem) -> Step`` from ``x`` and ``state``.
 
     Returns ``(image, losses, evaluations, first_step_s)``: the last iterate, or the bias-corrected
-    moving average when ``config.average`` is set; losses and evaluations stacked over steps on
-    axis 0 (``(steps,)`` or ``(steps, batch)``). ``report(i, loss, x_now)`` is called every
-    ``config.chunk`` steps and after the last; only then does Python wait for the device. When
-    ``strict``, a loss that is NaN or infinite there stops the loop with a :class:`JaxstyleError`
-    naming the step (``offset`` + i: the steps of earlier scales); otherwise the caller judges each
-    job. An interrupt (``jaxstyle.interrupt``) stops the loop at the next step.
+    moving average when ``config.average`` is set; losses and evaluations stacked over the steps
+    run on axis 0 (``(n,)`` or ``(n, batch)``). ``report(i, loss, x_now, last)`` is called every
+    ``config.chunk`` steps and after the last (``last`` true then); only then does Python wait for
+    the device. There, when ``config.tolerance`` is set and every job's loss has settled
+    (:func:`settled`), the loop stops early. When ``strict``, a loss that is NaN or infinite there
+    stops the loop with a :class:`JaxstyleError` naming the step (``offset`` + i: the steps of
+    earlier scales); otherwise the caller judges each job. An interrupt (``jaxstyle.interrupt``)
+    stops the loop at the next step.
     """
     decay = jnp.float32(config.average)
     avg = jnp.zeros_like(x) if config.average else None
-    losses, evals, first_step = [], [], None
+    losses, evals, first_step, done = [], [], None, 0
     t0 = time.perf_counter()
     for i in range(steps):
         interrupt.check()
@@ -175,21 +177,39 @@ def run_steps(step, x, state, lr, problem, steps: int, config: StyleConfig, *, r
             avg = _ema(avg, x, decay)
         losses.append(loss)
         evals.append(n_evals)
+        done = i + 1
         if i == 0:
             jax.block_until_ready(x)
             first_step = time.perf_counter() - t0
-        if (i + 1) % config.chunk == 0 or i + 1 == steps:
+        if done % config.chunk == 0 or done == steps:
             if strict and not np.isfinite(np.asarray(loss)).all():
                 raise JaxstyleError(
-                    f"the loss became {np.asarray(loss).ravel()[0]} by step {offset + i + 1}: the optimisation diverged; "
+                    f"the loss became {np.asarray(loss).ravel()[0]} by step {offset + done}: the optimisation diverged; "
                     "lower --lr, or the weights (--content-weight, --style-weight, --tv-weight), or use --optimizer lbfgs")
+            last = done == steps or settled(losses, config.tolerance)
             if report is not None:
-                current = x if avg is None else avg / (1.0 - config.average ** (i + 1))
-                report(i + 1, loss, current)
+                current = x if avg is None else avg / (1.0 - config.average**done)
+                report(done, loss, current, last)
+            if last:
+                break
     if avg is not None:  # bias correction of the moving average (as in Adam)
-        x = jnp.clip(avg / (1.0 - config.average**steps), 0.0, 1.0)
+        x = jnp.clip(avg / (1.0 - config.average**done), 0.0, 1.0)
     history = np.stack(jax.device_get(losses)).astype(np.float32)
     return x, history, np.sum(np.stack(jax.device_get(evals)), axis=0), first_step
+
+
+def settled(losses: list, tolerance: float, window: int = STOP_WINDOW) -> bool:
+    """Whether every job's best loss fell by less than ``tolerance`` (a fraction of it) over the last
+    ``window`` steps: the stopping rule of ``StyleConfig.tolerance`` (0 never stops). The best
+    loss, not the latest, so that one step that overshoots (L-BFGS without a line search, Adam's
+    noise) does not stop a run that still improves. A job whose loss is no longer finite has settled."""
+    if not tolerance or len(losses) <= window:
+        return False
+    values = np.stack(jax.device_get(losses)).astype(np.float64)  # (steps,) or (steps, batch)
+    before, recent = np.fmin.reduce(values[:-window]), np.fmin.reduce(values[-window:])
+    with np.errstate(invalid="ignore"):  # a loss of 0 (nothing left to fall) has settled
+        fell = np.divide(before - recent, before, out=np.zeros_like(before), where=before > 0)
+    return bool(np.all(~np.isfinite(values[-1]) | (fell < tolerance)))
 
 
 def loss_terms(x: jax.Array, problem: objective.Problem, tiles: tiling.TilePlan | bands.BandPlan | None = None) -> dict:
@@ -230,7 +250,8 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
     weights = network(config, weights)
     t_load = time.perf_counter()
     schedule = config.schedule()
-    total_steps, done = sum(steps for _, steps in schedule), 0
+    planned = [sum(steps for _, steps in schedule)]  # less each scale that stops early (config.tolerance)
+    done = 0
     histories, evaluations, first_step, x, evaluator = [], 0, None, None, None
     for k, (size, steps) in enumerate(schedule):
         images = [images_at(p.content, p.styles, size, p.config) for p in prepared]
@@ -250,8 +271,11 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
 
         report = None
         if callback is not None:
-            def report(i, loss, current, k=k, offset=done, problem=problem, evaluator=evaluator, tiles=tiles):
+            def report(i, loss, current, last, k=k, steps=steps, offset=done, problem=problem, evaluator=evaluator,
+                       tiles=tiles):
                 current = jnp.clip(current, 0.0, 1.0)
+                if last:
+                    planned[0] -= steps - i
 
                 @functools.cache  # evaluated only if a callback asks, once for the whole group
                 def terms():
@@ -260,7 +284,7 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
 
                 pixels = functools.cache(lambda: evaluator.per_job(current))
                 for b, loss_b in enumerate(evaluator.per_job(loss)):
-                    callback(Progress(offset + i, total_steps, float(loss_b), time.perf_counter() - t_load,
+                    callback(Progress(offset + i, planned[0], float(loss_b), time.perf_counter() - t_load,
                                       image=lambda b=b: pixels()[b],
                                       terms=lambda b=b: {name: float(v[b]) for name, v in terms().items()},
                                       scale=k, tiling=tiles.describe() if tiles is not None else "", job=b))
@@ -270,7 +294,7 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
         histories.append(evaluator.per_job(history, axis=1) if history.ndim == 2 else [history])
         evaluations = evaluations + np.asarray(n_evals)
         first_step = first if first_step is None else first_step
-        done += steps
+        done += len(history)
 
     x = jnp.clip(x, 0.0, 1.0)
     terms = {name: evaluator.per_job(value) for name, value in jax.device_get(evaluator.terms(x, problem)).items()}

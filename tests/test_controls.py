@@ -88,6 +88,39 @@ def test_multiscale_runs_coarse_to_fine():
         jaxstyle.stylize(CONTENT, STYLE, TINY.replace(scales=4, scale_ratio=2.0))
 
 
+def test_each_scale_stops_once_its_loss_settled_and_the_next_goes_on_from_there():
+    from jaxstyle.transfer import settled
+
+    cfg = TINY.replace(size=64, scales=2, scale_ratio=2.0, scale_steps=100, steps=100, chunk=5, tolerance=0.2)
+    seen = []
+    r = jaxstyle.stylize(CONTENT, STYLE, cfg, callback=seen.append)
+    coarse = [p.step for p in seen if p.scale == 0][-1]
+    fine = len(r.history) - coarse
+    assert 10 < coarse < 100 and 10 < fine < 100, (coarse, fine)
+    assert settled(list(r.history[:coarse]), 0.2) and settled(list(r.history[coarse:]), 0.2)
+    # The reports' total drops by what each scale left undone, ending at the steps run.
+    assert seen[0].steps == 200 and [p.steps for p in seen if p.scale == 1][0] == coarse + 100
+    assert seen[-1].step == seen[-1].steps == len(r.history)
+    # The same as asking for those steps at each scale.
+    exact = jaxstyle.stylize(CONTENT, STYLE, cfg.replace(scale_steps=coarse, steps=fine, tolerance=0.0))
+    np.testing.assert_array_equal(r.image, exact.image)
+
+
+def test_cli_says_where_the_loss_settled_and_saves_only_the_names_it_checked(tmp_path, capsys):
+    c, s = tmp_path / "c.png", tmp_path / "s.png"
+    image.save_image(CONTENT, c)
+    image.save_image(STYLE, s)
+    out = tmp_path / "out.png"
+    assert cli.main([str(c), str(s), "-o", str(out), "--size", "48", "--steps", "200", "--tolerance", "0.2",
+                     "--save-every", "20", "--quiet"]) == 0
+    meta = json.loads(sidecar_path(out).read_text())
+    n = meta["steps"]
+    assert n < 200 and n % 20 == 0 and meta["config"]["steps"] == 200 and meta["evaluations"] == n
+    assert f"{n} steps of 200: the loss settled (--tolerance)" in capsys.readouterr().err
+    saved = sorted(p.name for p in tmp_path.glob("out_*.png"))
+    assert saved == [f"out_{k:04d}.png" for k in range(20, n + 1, 20)]  # no out_0200.png for a step never run
+
+
 def test_wasserstein_style_loss_converges():
     r = jaxstyle.stylize(CONTENT, STYLE, TINY.replace(style_loss="wasserstein", steps=20))
     assert np.all(np.isfinite(r.history))

@@ -230,6 +230,7 @@ def test_a_huge_but_legal_image_warns_once_in_our_words(folder, monkeypatch):
     (["--size", "5000", "--tile", "0"], "untiled, more than this machine has"),
     (["--style-weight", "1e39"], "too large for float32"),
     (["--lr", "1e300"], "must be a positive number"),
+    (["--tolerance", "1"], "must be in [0, 1)"),
 ])
 def test_absurd_numbers_are_refused_with_the_fix(capsys, folder, extra, expect):
     line = refused(capsys, [folder / "c.png", folder / "s.png", "-o", folder / "o.png", *extra], folder, expect)

@@ -62,6 +62,19 @@ def test_batched_runs_match_sequential_runs():
         assert np.abs(r.image - seq.image).mean() < 5e-3 and np.abs(r.image - seq.image).max() < 0.05
 
 
+def test_a_batch_stops_once_every_job_has_settled():
+    from jaxstyle.transfer import settled
+
+    c, s = smooth_image(33, 44), stripes(40, 40)
+    cfg = jaxstyle.StyleConfig(size=44, steps=200, chunk=5, tolerance=0.2)
+    results = stylize_batch([Job(c, (s,), cfg.replace(style_weight=w)) for w in (1.0, 30.0)])
+    n = len(results[0].history)
+    assert len(results[1].history) == n < 200 and [r.evaluations for r in results] == [n, n]
+    together = np.stack([r.history for r in results], 1)
+    assert settled(list(together), 0.2) and not settled(list(together[:-5]), 0.2)
+    assert results[0].terms != results[1].terms
+
+
 def test_a_group_in_two_batches_compiles_each_program_once(caplog):
     """Per-job options (chunk, colour, seed, weights of the loss) do not split a group, and a group
     run as two batches compiles every program once: the batches have one shape (the second is

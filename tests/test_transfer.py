@@ -119,3 +119,42 @@ def test_bad_config_is_refused_before_work(change, match):
 def test_image_too_small_for_deepest_layer_names_the_minimum():
     with pytest.raises(JaxstyleError, match="at least 16 px"):
         jaxstyle.stylize(CONTENT, np.zeros((10, 40, 3), np.float32), TINY)
+
+
+def test_settled_judges_the_best_loss_of_every_job_over_the_window():
+    from jaxstyle.transfer import settled
+
+    falling = list(100 * 0.9 ** np.arange(40))  # falls 65% every 10 steps
+    assert not settled(falling, 0.01)
+    flat = falling[:20] + [falling[19] * (1 - 1e-4 * k) for k in range(1, 21)]  # 0.2% over the last 10
+    assert settled(flat, 0.01) and not settled(flat, 0.001)
+    assert not settled(flat, 0.0) and not settled(flat[:10], 0.5)  # 0: never; fewer than 11 losses: never
+    # One step that overshoots among falling ones is judged by the best loss, so it does not stop a run
+    # that still improves; a best loss that no step of the last 10 beat has settled.
+    bumped = falling[:39] + [1e6]
+    assert not settled(bumped, 0.01)
+    assert settled(falling[:30] + [1e6] * 10, 0.01)
+    # A batch stops only when every job has; a job whose loss is no longer finite has; a loss of 0 has.
+    both = np.stack([flat, falling], 1)
+    assert not settled(list(both), 0.01)
+    both[-1, 1] = np.nan
+    assert settled(list(both), 0.01)
+    assert settled([1.0] * 5 + [0.0] * 15, 0.01)
+
+
+def test_tolerance_stops_at_the_first_check_where_the_loss_settled_and_changes_nothing_before():
+    from jaxstyle.transfer import settled
+
+    cfg = TINY.replace(steps=200, chunk=5, tolerance=0.2)
+    seen = []
+    r = jaxstyle.stylize(CONTENT, STYLE, cfg, callback=seen.append)
+    n = len(r.history)
+    assert 20 < n < 200 and n % 5 == 0, n
+    assert settled(list(r.history), 0.2) and not settled(list(r.history[:-5]), 0.2)
+    # Every report until the last expects all 200 steps; the last says the run ends there.
+    assert [p.steps for p in seen[:-1]] == [200] * (len(seen) - 1) and seen[-1].step == seen[-1].steps == n
+    assert r.evaluations == n
+    # The path is the one of a run of n steps: stopping changes nothing before it.
+    full = jaxstyle.stylize(CONTENT, STYLE, cfg.replace(steps=n, tolerance=0.0))
+    np.testing.assert_array_equal(r.image, full.image)
+    np.testing.assert_array_equal(r.history, full.history)
