@@ -18,6 +18,7 @@ import argparse
 import collections
 import math
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from timing import seconds  # noqa: E402
 
 
 _INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \w+\[([\d,]*)\]\S* ([\w\-]+)\((.*)$")
@@ -90,12 +93,7 @@ def matmul_rate(n: int = 4096, repeats: int = 5) -> dict:
     rates = {}
     for name, run in runs.items():
         run()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-        rates[name] = 2 * n**3 / sorted(times)[repeats // 2] / 1e9
+        rates[name] = 2 * n**3 / statistics.median(seconds(lambda _: run(), repeats)) / 1e9
     return rates
 
 

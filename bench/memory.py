@@ -32,6 +32,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import seconds  # noqa: E402
 
 
 def measure(size: int, mode: str, tile: int | None, band: int, repeats: int, keep: str = "block4") -> dict:
@@ -79,11 +83,7 @@ def measure(size: int, mode: str, tile: int | None, band: int, repeats: int, kee
     t = time.perf_counter()
     jax.block_until_ready(evaluate(x))
     first = time.perf_counter() - t
-    times = []
-    for k in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(evaluate(x + 1e-3 * (k + 1)))
-        times.append(time.perf_counter() - t)
+    times = seconds(lambda k: jax.block_until_ready(evaluate(x + 1e-3 * (k + 1))), repeats)
     top = peak()
     return {"size": f"{w}x{h}", "mode": mode + (f" keep {keep}" if mode == "streamed" else ""), "tile": getattr(plan, "band", getattr(plan, "tile", None)),
             "tiles": getattr(plan, "bands", None) or (len(plan.tiles) if plan else 1), "eval_s": statistics.median(times) if times else float("nan"),

@@ -33,6 +33,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from timing import seconds  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "images"
 CONFIGS = [("lbfgs", "none"), ("lbfgs", "backtracking"), ("lbfgs", "zoom"), ("adam", "none")]
 
@@ -75,11 +78,7 @@ def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str, reg
     vg = jax.jit(jax.value_and_grad(objective.total_loss))
     x0 = jnp.asarray(c)
     jax.block_until_ready(vg(x0, data))
-    evals = []
-    for i in range(max(3, steps // 3)):
-        t = time.perf_counter()
-        jax.block_until_ready(vg(x0 + 1e-3 * i, data))
-        evals.append(time.perf_counter() - t)
+    evals = seconds(lambda i: jax.block_until_ready(vg(x0 + 1e-3 * i, data)), max(3, steps // 3))
 
     batched = layout == "batch1"
     if batched:  # as transfer.run stacks one job

@@ -29,6 +29,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.numpy import load_file
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import seconds  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = (2, 2, 4, 4, 4)
 STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
@@ -154,12 +157,7 @@ def main() -> int:
         for _ in range(3):
             loss_and_grad()
         sync()
-        times = []
-        for _ in range(10 if dev.type == "cuda" else 5):
-            t = time.perf_counter()
-            loss_and_grad()
-            sync()
-            times.append(time.perf_counter() - t)
+        times = seconds(lambda _: (loss_and_grad(), sync()), 10 if dev.type == "cuda" else 5)
         where = torch.cuda.get_device_name() if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
         print(f"torch {torch.__version__} {w}x{h}: eval_s {statistics.median(times):.4f} ({where})", flush=True)
         if args.lbfgs and n == 0:

@@ -22,11 +22,15 @@ large; only the 512-channel layers gain, too little of an evaluation (about 10% 
 a second convolution path. Not adopted.
 """
 
-import time
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import seconds  # noqa: E402
 
 G = jnp.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], jnp.float32)  # kernel transform
 
@@ -82,12 +86,7 @@ def main() -> int:
 
 
 def best_time(f, *args, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f(*args).block_until_ready()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return min(seconds(lambda _: f(*args).block_until_ready(), repeats))
 
 
 if __name__ == "__main__":
