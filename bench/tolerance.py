@@ -73,10 +73,10 @@ def main() -> int:
             print(f"| {tolerance:g} | {n} ({n / args.steps:.2f}) | {best[n - 1] / best[-1]:.3f} | "
                   f"{diff.mean():.1f} ({np.percentile(diff, 99):.0f}) |", flush=True)
             crops.append(middle(images[n]))
-            labels.append(f"--tolerance {tolerance:g}: {n} steps")
+            labels.append(f"{tolerance:g}: {n} steps")
         if args.figure is not None and pair == args.pairs[0]:
             sheet = contact_sheet([crops + [middle(images[args.steps])]], col_labels=labels + [f"{args.steps} steps"],
-                                  title=f"{pair}, {w}x{h}: middle 256x256 px", cell=256)
+                                  title=f"{pair}, {w}x{h}, middle 256x256 px: --tolerance, steps run", cell=256)
             save_pil(sheet, args.figure)
             print(f"wrote {args.figure}")
     return 0

@@ -139,7 +139,7 @@ class StyleConfig:
     size: int = option(512, "long side of the output in pixels (Lanczos resize, once)", "compiled")
     steps: int = option(300, "optimizer iterations (at the final scale)", "shared")
     tolerance: float = option(0.0, f"stop a scale early once its best loss fell by less than this fraction over "
-                              f"the last {STOP_WINDOW} steps, e.g. 0.001 (0 = run every step)", "shared")
+                              f"the last {STOP_WINDOW} steps, e.g. 0.003 (0 = run every step)", "shared")
     content_weight: float = option(1.0, "alpha: weight of the content term", "per_job")
     style_weight: float = option(10.0, "beta: weight of the style term", "per_job")
     tv_weight: float = option(0.0, "total-variation weight (0 = off)", "per_job")
@@ -368,7 +368,7 @@ class StyleConfig:
                 f"{self.min_size} px the layers need: use fewer scales or a smaller scale_ratio"
             )
         if not (_number(self.tolerance) and 0 <= self.tolerance < 1):
-            raise JaxstyleError(f"`tolerance` (={self.tolerance!r}) must be in [0, 1), e.g. 0.001; 0 runs every step")
+            raise JaxstyleError(f"`tolerance` (={self.tolerance!r}) must be in [0, 1), e.g. 0.003; 0 runs every step")
         if not (_number(self.average) and 0 <= self.average < 1):
             raise JaxstyleError(f"`average` (={self.average!r}) must be in [0, 1), e.g. 0.9; 0 disables it")
         for scale in self.style_scales(1 if not isinstance(self.style_scale, tuple) else len(self.style_scale)):
