@@ -126,8 +126,8 @@ def test_settled_judges_the_best_loss_of_every_job_over_the_window():
 
     falling = list(100 * 0.9 ** np.arange(40))  # falls 65% every 10 steps
     assert not settled(falling, 0.01)
-    flat = falling[:20] + [falling[19] * (1 - 1e-4 * k) for k in range(1, 21)]  # 0.2% over the last 10
-    assert settled(flat, 0.01) and not settled(flat, 0.001)
+    flat = falling[:20] + [falling[19] * (1 - 1e-4 * k) for k in range(1, 21)]  # 0.1% over the last 10
+    assert settled(flat, 0.01) and settled(flat, 0.002) and not settled(flat, 0.0005)
     assert not settled(flat, 0.0) and not settled(flat[:10], 0.5)  # 0: never; fewer than 11 losses: never
     # One step that overshoots among falling ones is judged by the best loss, so it does not stop a run
     # that still improves; a best loss that no step of the last 10 beat has settled.
