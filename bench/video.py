@@ -10,6 +10,7 @@ frame at the output size), nothing is downloaded. Three runs of the same setting
   warp start    every frame from the previous output warped by the flow, no temporal loss
   temporal      warp start and the temporal loss (--temporal-weight, Ruder et al. 2016)
   temporal/N    the same with N steps for every frame after the first (--frame-steps N)
+  temporal~T    the same, every frame stopping once its loss settled (--tolerance T)
 
 Columns:
   s/frame    median seconds of a frame's optimisation (frames after the first: no compilation)
@@ -40,6 +41,8 @@ def main() -> int:
     p.add_argument("--gif", default=None, help="also write input | independent | temporal side by side as a GIF")
     p.add_argument("--frame-steps", type=int, default=None,
                    help="also time the temporal run with this many steps for the frames after the first")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="also time the temporal run with every frame stopping once its loss settled (--tolerance)")
     args = p.parse_args()
 
     import jax
@@ -62,28 +65,32 @@ def main() -> int:
     config = StyleConfig(size=args.size, steps=args.steps)
     default = video.VideoOptions()
     weight = default.temporal_weight if args.temporal_weight is None else args.temporal_weight
-    runs = {"independent": video.VideoOptions(temporal_weight=0.0, warp_start=False),
-            "warp start": video.VideoOptions(temporal_weight=0.0),
-            "temporal": video.VideoOptions(temporal_weight=weight)}
+    runs = {"independent": (video.VideoOptions(temporal_weight=0.0, warp_start=False), config),
+            "warp start": (video.VideoOptions(temporal_weight=0.0), config),
+            "temporal": (video.VideoOptions(temporal_weight=weight), config)}
     if args.frame_steps:
-        runs[f"temporal/{args.frame_steps}"] = video.VideoOptions(temporal_weight=weight, frame_steps=args.frame_steps)
+        runs[f"temporal/{args.frame_steps}"] = (video.VideoOptions(temporal_weight=weight, frame_steps=args.frame_steps),
+                                                config)
+    if args.tolerance:
+        runs[f"temporal~{args.tolerance:g}"] = (video.VideoOptions(temporal_weight=weight),
+                                                config.replace(tolerance=args.tolerance))
     outputs, rows = {}, []
-    for name, options in runs.items():
-        seconds = []
-        folder = work / name.replace(" ", "_").replace("/", "_")
-        video.stylize_video(work / "in", [str(STYLE)], folder, config, options,
-                            progress=lambda done: seconds.append(done.seconds))
+    for name, (options, run_config) in runs.items():
+        seconds, steps = [], []
+        folder = work / "".join(c if c.isalnum() else "_" for c in name)
+        video.stylize_video(work / "in", [str(STYLE)], folder, run_config, options,
+                            progress=lambda done: (seconds.append(done.seconds), steps.append(done.steps)))
         outputs[name] = [image.load_image(folder / video.frame_name(t)) for t in range(len(shots))]
         rows.append((name, statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0],
-                     flow.flicker(shots, outputs[name])))
+                     flow.flicker(shots, outputs[name]), steps))
     print(f"{len(shots)} frames of {shots[0].shape[1]}x{shots[0].shape[0]}, {args.steps} L-BFGS steps a frame, "
           f"temporal weight {weight:g}, flow {default.flow} ({flow_s:.3f} s a frame pair), "
           f"device {jax.devices()[0].device_kind}")
-    header = f"{'run':<14} {'s/frame':>8} {'flicker':>9} {'vs indep.':>9}"
+    header = f"{'run':<14} {'s/frame':>8} {'flicker':>9} {'vs indep.':>9}  steps per frame"
     print(header)
     print("-" * len(header))
-    for name, per_frame, value in rows:
-        print(f"{name:<14} {per_frame:8.2f} {1e4 * value:9.2f} {rows[0][2] / value:8.1f}x")
+    for name, per_frame, value, steps in rows:
+        print(f"{name:<14} {per_frame:8.2f} {1e4 * value:9.2f} {rows[0][2] / value:8.1f}x  {' '.join(map(str, steps))}")
     if args.gif:
         side = [np.concatenate([shots[t], outputs["independent"][t], outputs["temporal"][t]], axis=1)
                 for t in range(len(shots))]

@@ -92,6 +92,7 @@ class FrameDone:
     seconds: float  # this frame's optimisation
     loss: float
     path: Path  # the frame's image
+    steps: int  # iterations it ran: fewer than asked where its loss settled first (tolerance)
 
 
 def require_extra() -> None:
@@ -226,7 +227,8 @@ def stylize_video(video: str | os.PathLike, styles: Sequence[str], output: str |
         previous, previous_output = frame, image_io.load_image(path)  # as a resumed run would read it back
         stylised, seconds = stylised + 1, seconds + elapsed
         if progress is not None:
-            progress(FrameDone(index, len(done) + stylised, source.count, elapsed, result.terms["total"], path))
+            progress(FrameDone(index, len(done) + stylised, source.count, elapsed, result.terms["total"], path,
+                               len(result.history)))
     if frames.is_video_file(output):
         frames.write([folder / frame_name(i) for i in range(source.start, source.stop)], output,
                      options.fps or source.fps)
