@@ -4,7 +4,7 @@
     python bench/video.py --frames 6 --size 128 --steps 30 --gif side_by_side.gif
 
 The clip is made here (``jaxstyle.examples.pan``: a camera pan across the bundled photo, 3 px a
-frame at the output size), nothing is downloaded. Three runs of the same settings:
+frame at the output size), nothing is downloaded. Runs of the same settings:
 
   independent   every frame from the photo (--init content), no temporal loss: per-frame stylisation
   warp start    every frame from the previous output warped by the flow, no temporal loss
