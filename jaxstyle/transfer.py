@@ -250,7 +250,6 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
     weights = network(config, weights)
     t_load = time.perf_counter()
     schedule = config.schedule()
-    planned = [sum(steps for _, steps in schedule)]  # less each scale that stops early (config.tolerance)
     done = 0
     histories, evaluations, first_step, x, evaluator = [], 0, None, None, None
     for k, (size, steps) in enumerate(schedule):
@@ -271,11 +270,10 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
 
         report = None
         if callback is not None:
-            def report(i, loss, current, last, k=k, steps=steps, offset=done, problem=problem, evaluator=evaluator,
-                       tiles=tiles):
+            def report(i, loss, current, last, k=k, offset=done, steps=steps,
+                       later=sum(s for _, s in schedule[k + 1:]), problem=problem, evaluator=evaluator, tiles=tiles):
                 current = jnp.clip(current, 0.0, 1.0)
-                if last:
-                    planned[0] -= steps - i
+                planned = offset + (i if last else steps) + later  # a scale that stopped early (tolerance) ends at i
 
                 @functools.cache  # evaluated only if a callback asks, once for the whole group
                 def terms():
@@ -284,7 +282,7 @@ def run(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None = None, de
 
                 pixels = functools.cache(lambda: evaluator.per_job(current))
                 for b, loss_b in enumerate(evaluator.per_job(loss)):
-                    callback(Progress(offset + i, planned[0], float(loss_b), time.perf_counter() - t_load,
+                    callback(Progress(offset + i, planned, float(loss_b), time.perf_counter() - t_load,
                                       image=lambda b=b: pixels()[b],
                                       terms=lambda b=b: {name: float(v[b]) for name, v in terms().items()},
                                       scale=k, tiling=tiles.describe() if tiles is not None else "", job=b))
