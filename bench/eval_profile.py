@@ -110,7 +110,7 @@ def main() -> int:
     import jax
     import jax.numpy as jnp
 
-    from bench.speed import images
+    from speed import images
     from jaxstyle import StyleConfig, load_bundled, objective, problem
 
     content, style = args.images or images()

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.time_to_loss import DEFAULT_PAIRS, find  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # jaxstyle, from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks beside this one
+from time_to_loss import DEFAULT_PAIRS, find  # noqa: E402
 
 TOLERANCES = (0.01, 0.005, 0.003, 0.002, 0.001)
 
