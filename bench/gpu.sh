@@ -4,6 +4,10 @@
 # evaluation untiled, streamed in bands and tiled up to 8192 px.
 #   bash bench/gpu.sh            # on a machine with a CUDA GPU, jax[cuda] and torch
 #   SMOKE=1 bash bench/gpu.sh    # tiny sizes, to check the script on a CPU
+# PYTHON: one interpreter with jaxstyle's dependencies and torch (default python3). time_to_loss.py
+# races the pairs whose images it finds: the bundled chelsea x starry_night, and tubingen x the_scream
+# and golden_gate x shipwreck where ../shared/images exists beside the checkout (copy it there on a
+# machine that has no ../shared).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.95
