@@ -10,7 +10,12 @@
 # machine that has no ../shared).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.95
+# Several processes share the GPU here: time_to_loss.py and memory.py touch it in the parent (images
+# prepared, free memory read) while torch or a jaxstyle child runs. Preallocated, the parent would
+# hold 95% of the GPU and the child fail (JAX's "GPU memory allocation" page); each process grows its
+# pool as it needs instead, up to 95%.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 \
+       XLA_PYTHON_CLIENT_PREALLOCATE=false
 PY=${PYTHON:-python3}
 if [ -n "${SMOKE:-}" ]; then S=64; TS="64x48"; STEPS=5; MEM="128 256"; TILE=64; DEV=cpu; TTL="--size 64 --iterations 10 --pairs chelsea:starry_night"
 else S=512; TS="512x384 256x192"; STEPS=500; MEM="1024 4096 6144 8192"; TILE=1024; DEV=cuda; TTL="--size 512 --iterations 300"; fi
