@@ -111,7 +111,9 @@ def main() -> int:
     import jax.numpy as jnp
 
     from speed import images
-    from jaxstyle import StyleConfig, load_bundled, objective, problem
+    from jaxstyle import StyleConfig, load_bundled
+    from jaxstyle.evaluate import objective
+    from jaxstyle.run import problem
 
     content, style = args.images or images()
     cfg = StyleConfig(size=args.size)

@@ -8,8 +8,8 @@
 #                                          # to split the table over calls that each have a time limit
 # PYTHON: one interpreter with jaxstyle's dependencies and torch (default python3). time_to_loss.py
 # races the pairs whose images it finds: the bundled chelsea x starry_night, and tubingen x the_scream
-# and golden_gate x shipwreck where ../shared/images exists beside the checkout (copy it there on a
-# machine that has no ../shared).
+# and golden_gate x shipwreck where it finds the classic images (the folder $JAXSTYLE_IMAGES names,
+# else ../shared/images beside the checkout).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # Several processes share the GPU here: time_to_loss.py and memory.py touch it in the parent (images

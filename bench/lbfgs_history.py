@@ -2,7 +2,7 @@
 
     python bench/lbfgs_history.py --size 256 --steps 150
 
-For each photo/painting pair (from ../shared/images when present, else the bundled example), runs
+For each photo/painting pair (from the classic images' folder, timing.IMAGES, when present; else the bundled example), runs
 the default L-BFGS set-up twice, with the memory of past steps held in float32 and in bfloat16
 (``--lbfgs-history``), and prints the loss at a few steps and the bfloat16/float32 ratio. Then
 compiles the optimizer update alone at 1024x768 and prints its bytes per pixel (arguments and
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import SHARED, images  # noqa: E402
 
 import jaxstyle  # noqa: E402
-from jaxstyle import lbfgs, optimize  # noqa: E402
+from jaxstyle.optim import lbfgs, optimize  # noqa: E402
 
 PAIRS = (("tubingen.jpg", "starry_night.jpg"), ("golden_gate.jpg", "the_scream.jpg"),
          ("tubingen.jpg", "shipwreck.jpg"))

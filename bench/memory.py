@@ -42,7 +42,9 @@ def measure(size: int, mode: str, tile: int | None, band: int, repeats: int, kee
     import jax
     import jax.numpy as jnp
 
-    from jaxstyle import StyleConfig, bands, load_bundled, objective, problem, tiling
+    from jaxstyle import StyleConfig, load_bundled
+    from jaxstyle.evaluate import bands, objective, tiling
+    from jaxstyle.run import problem
 
     device = jax.devices()[0]
     gpu = device.platform != "cpu"
@@ -107,7 +109,7 @@ def main() -> int:
     if args.one:
         print(json.dumps(measure(int(args.one[0]), args.one[1], args.tile, args.band, args.repeats, args.keep)))
         return 0
-    from jaxstyle import tiling
+    from jaxstyle.evaluate import memory
 
     header = f"{'size':>10} {'mode':<20} {'tile':>5} {'tiles':>5} {'eval_s':>8} {'first_s':>8} {'peak_GB':>8} {'bytes/px':>8}"
     print(header)
@@ -116,9 +118,9 @@ def main() -> int:
     for size in args.sizes:
         for mode in args.modes:
             h, w = size * 3 // 4, size
-            if mode in ("untiled", "remat") and tiling.untiled_bytes(h, w) > tiling.free_memory_bytes():
-                print(f"{w:>5}x{h:<4} {mode:<20} skipped: needs about {tiling.untiled_bytes(h, w) / 2**30:.0f} GB "
-                      f"untiled, {tiling.free_memory_bytes() / 2**30:.0f} GB free", flush=True)
+            if mode in ("untiled", "remat") and memory.untiled_bytes(h, w) > memory.free_memory_bytes():
+                print(f"{w:>5}x{h:<4} {mode:<20} skipped: needs about {memory.untiled_bytes(h, w) / 2**30:.0f} GB "
+                      f"untiled, {memory.free_memory_bytes() / 2**30:.0f} GB free", flush=True)
                 continue
             out = subprocess.run([sys.executable, __file__, "--one", str(size), mode, "--tile", str(args.tile),
                                   "--band", str(args.band), "--repeats", str(args.repeats), "--keep", args.keep], capture_output=True, text=True, env=os.environ)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import images  # noqa: E402
 
 import jaxstyle  # noqa: E402
-from jaxstyle import problem, transfer  # noqa: E402
+from jaxstyle.run import problem, transfer  # noqa: E402
 
 
 def main() -> int:

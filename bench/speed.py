@@ -16,7 +16,7 @@ Each row runs in a fresh subprocess so its peak resident memory (ru_maxrss) is i
 Layouts: ``batch1`` is what stylize() runs (the one run loop: the step vmapped over a batch of one
 job); ``single`` the same step without the batch axis (stylize()'s program before the loop was shared
 with batches).
-Images: ../shared/images tubingen + starry_night when present (4:3, so 512 px is 512x384), else
+Images: tubingen + starry_night when present (4:3, so 512 px is 512x384), else
 the bundled examples.
 """
 
@@ -34,9 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from timing import seconds  # noqa: E402
+from timing import IMAGES as SHARED, seconds  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "images"
 CONFIGS = [("lbfgs", "none"), ("lbfgs", "backtracking"), ("lbfgs", "zoom"), ("adam", "none")]
 
 
@@ -53,7 +52,10 @@ def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str, reg
     import jax
     import jax.numpy as jnp
 
-    from jaxstyle import StyleConfig, load_bundled, objective, optimize, problem
+    from jaxstyle import StyleConfig, load_bundled
+    from jaxstyle.evaluate import objective
+    from jaxstyle.optim import optimize
+    from jaxstyle.run import problem
 
     content, style = images()
     cfg = StyleConfig(size=size, optimizer=optimizer, linesearch=linesearch, style_loss=style_loss)
@@ -63,7 +65,7 @@ def one(size: int, optimizer: str, linesearch: str, steps: int, layout: str, reg
 
         import numpy as np
 
-        from jaxstyle.image import save_image
+        from jaxstyle.io.image import save_image
 
         labels = np.repeat(np.linspace(0, 1, regions)[np.arange(64) * regions // 64], 3).reshape(1, 64, 3)
         path = os.path.join(tempfile.mkdtemp(), "bands.png")

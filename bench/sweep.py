@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import images  # noqa: E402
 
 import jaxstyle  # noqa: E402
-from jaxstyle.batch import Job, stylize_batch  # noqa: E402
+from jaxstyle.run.batch import Job, stylize_batch  # noqa: E402
 
 
 class _Count(logging.Handler):

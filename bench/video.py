@@ -47,7 +47,9 @@ def main() -> int:
 
     import jax
 
-    from jaxstyle import StyleConfig, flow, frames, image, video
+    from jaxstyle import StyleConfig
+    from jaxstyle.io import flow, frames, image
+    from jaxstyle.run import video
     from jaxstyle.examples import CONTENT, STYLE, pan
 
     height = round(args.size * 3 / 4) // 2 * 2

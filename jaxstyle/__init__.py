@@ -8,18 +8,21 @@ import importlib
 import importlib.util
 
 _PUBLIC = {
-    "LAYERS": "vgg",
+    "LAYERS": "model.vgg",
+    "Job": "run.problem",
     "JaxstyleError": "errors",
-    "Progress": "transfer",
-    "Result": "transfer",
+    "Progress": "run.transfer",
+    "Result": "run.transfer",
     "StyleConfig": "config",
-    "VGGWeights": "weights",
-    "features": ("objective", "image_features"),
-    "load_bundled": "weights",
-    "load_image": "image",
-    "save_image": "image",
-    "stylize": "transfer",
-    "stylize_video": "video",
+    "VGGWeights": "model.weights",
+    "features": ("evaluate.objective", "image_features"),
+    "load_bundled": "model.weights",
+    "load_image": "io.image",
+    "run_sweep": "run.sweep",
+    "save_image": "io.image",
+    "stylize": "run.transfer",
+    "stylize_batch": "run.batch",
+    "stylize_video": "run.video",
 }
 
 __all__ = sorted(_PUBLIC)
@@ -28,7 +31,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     if name not in _PUBLIC:
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # jaxstyle.notebook, jaxstyle.sweep, …
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # jaxstyle.notebook, jaxstyle.run, …
             return importlib.import_module(f".{name}", __name__)
         raise AttributeError(f"module 'jaxstyle' has no attribute {name!r}")
     module, attribute = _PUBLIC[name] if isinstance(_PUBLIC[name], tuple) else (_PUBLIC[name], name)

@@ -1,7 +1,7 @@
 import sys
 
 try:
-    from .entry import main
+    from .cli.entry import main
 except KeyboardInterrupt:  # Ctrl-C in the first milliseconds
     print("jaxstyle: interrupted during start-up; no output written", file=sys.stderr)
     sys.exit(130)

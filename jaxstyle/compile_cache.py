@@ -42,7 +42,7 @@ def enable(folder: str | os.PathLike | None = None) -> Path | None:
         return None
     try:
         if folder is None:
-            from .weights import cache_dir
+            from .model.weights import cache_dir
 
             folder = cache_dir() / "xla"
         folder = Path(folder)

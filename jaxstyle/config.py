@@ -1,4 +1,8 @@
-"""StyleConfig: every option of a run and its default, the single source for API, CLI and docs."""
+"""StyleConfig: every option of a run and its default, the single source for API, CLI and docs.
+
+Over 400 lines: every option is declared here once, with its documentation, its CLI help and its
+check, so that the API, the command line, sweeps and the docs all read one source.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import color, lbfgs, losses, optimize, precondition, vgg
+from .io import color
+from .optim import lbfgs, optimize, precondition
+from . import losses
+from .model import vgg
 from .errors import JaxstyleError
 
 INITS = ("content", "noise")
@@ -61,7 +68,7 @@ class StyleConfig:
       steps: optimizer iterations.
       tolerance: stop a scale early once its best loss fell by less than this fraction of it over
         the last ``STOP_WINDOW`` (10) steps, judged every ``chunk`` steps (a group of jobs stops
-        when every job has); 0 (default) runs every step. See ``transfer.settled``.
+        when every job has); 0 (default) runs every step. See ``jaxstyle.run.transfer.settled``.
       content_weight: alpha in the paper, weight of the content term.
       style_weight: beta in the paper, weight of the style term.
       tv_weight: weight of the total-variation regulariser (0 disables it; not in the paper).
@@ -78,16 +85,15 @@ class StyleConfig:
         ``"backtracking"`` or ``"zoom"`` (optax's default); see ``optimize.make_optimizer``.
       lbfgs_memory: how many pairs of past steps (and gradient changes) the L-BFGS memory keeps:
         24 bytes per pixel each in float32, 12 in bfloat16 (PyTorch's L-BFGS keeps 100). 0 (default)
-        = automatic: ``optimize.WHOLE_LBFGS_MEMORY`` (50) where the image is evaluated whole, whose
-        runs reach a loss in 15-20% fewer steps than with 10 (README, time to loss), and
+        = automatic: ``optimize.WHOLE_LBFGS_MEMORY`` (50) where the image is evaluated whole, and
         ``optimize.LBFGS_MEMORY`` (10, optax's) where it is streamed or tiled, where the memory
         grows with the image and limits its size. L-BFGS only.
-      lbfgs_history: dtype of the L-BFGS memory (``jaxstyle.lbfgs``): ``"float32"``,
+      lbfgs_history: dtype of the L-BFGS memory (``jaxstyle.optim.lbfgs``): ``"float32"``,
         ``"bfloat16"`` (half the bytes) or ``"auto"`` (default: float32 for up to 10 pairs in a run
         evaluated whole, bfloat16 otherwise: streamed or tiled runs, where memory is what limits
         the size, and longer memories, which converged as in float32).
       lbfgs_precondition: corner frequency, in cycles per pixel, below which L-BFGS's initial
-        inverse Hessian boosts the image's spatial frequencies as ``1 / f`` (``jaxstyle.precondition``):
+        inverse Hessian boosts the image's spatial frequencies as ``1 / f`` (``jaxstyle.optim.precondition``):
         broad changes of colour and light then come in the first steps instead of the last. 0 = none
         (plain L-BFGS, as optax's and PyTorch's). L-BFGS only.
       pooling: ``"max"`` or ``"avg"`` (the paper prefers average pooling for synthesis).
@@ -98,7 +104,7 @@ class StyleConfig:
       normalization: ``"relative"`` (each term divided by its target's squared norm) or
         ``"paper"`` (eqs. 1 and 4 literally); see ``jaxstyle.losses``.
       style_loss: ``"gram"`` (the paper), ``"wasserstein"`` (mean and covariance, W2) or ``"mrf"``
-        (each output patch pulled to its nearest painting patch, Li & Wand 2016; ``jaxstyle.mrf``).
+        (each output patch pulled to its nearest painting patch, Li & Wand 2016; ``jaxstyle.losses.mrf``).
       mrf_layers: the style term's layers under ``style_loss="mrf"`` (Li & Wand: relu3_1, relu4_1);
         ``style_layers`` (and ``style_layer_weights``' length) then refer to these.
       mrf_patch_size: side of the MRF patches in positions of the layer (3 in the paper).
@@ -108,7 +114,7 @@ class StyleConfig:
       style_scale: size of each style image relative to the output (long side ``scale * size``): one
         number for all, or one per style image. Larger makes brush strokes larger.
       content_mask: label image of the photo's regions (Gatys et al. 2017, spatial control): each
-        flat colour is a region, styled by the style regions of the same colour (``jaxstyle.masks``).
+        flat colour is a region, styled by the style regions of the same colour (``jaxstyle.losses.masks``).
       style_masks: one label image per style image (its regions); ``None`` = each painting whole,
         for every region.
       mask_propagation: ``"eroded"`` (default: a feature belongs to a region only if its whole
@@ -125,9 +131,9 @@ class StyleConfig:
       average: decay of an exponential moving average of the image (bias-corrected), returned
         instead of the last iterate; 0 disables it. Removes Adam's high-frequency noise (e.g. 0.9).
       normalize_vgg: rescale the VGG weights so each filter's mean activation over calibration
-        images (the bundled examples) is one, as the paper does (``jaxstyle.normalize``).
-      tile: rows per band of the exact streamed evaluation (``jaxstyle.bands``; core size in pixels
-        of the tiled one, ``jaxstyle.tiling``, for the MRF loss), whose memory does not grow with the
+        images (the bundled examples) is one, as the paper does (``jaxstyle.model.normalize``).
+      tile: rows per band of the exact streamed evaluation (``jaxstyle.evaluate.bands``; core size in pixels
+        of the tiled one, ``jaxstyle.evaluate.tiling``, for the MRF loss), whose memory does not grow with the
         image's height (tiles: at all); ``None`` (default) = only when the image does not fit
         ``max_memory`` whole; 0 = never.
       max_memory: memory budget in GB that decides tiling and the tile size; ``None`` = 70% of the
@@ -213,28 +219,15 @@ class StyleConfig:
         output), style relu1_1 … relu5_1 with w_l = 1/5, average pooling, the normalised network,
         eq. (4) unnormalised and alpha/beta = 1e-3 (Fig. 2's ratio for most panels).
 
-        Two choices the paper leaves open, made so that its ratios give its pictures:
+        Choices the paper leaves open, made so that its ratios give its pictures (the measurements
+        behind them are in ``docs/benchmarks.md``):
 
-        * ``normalization="area"``: eq. (1) divided by the number of positions M_l. Eq. (4) does
-          not change with the image's area, literal eq. (1) grows with it, so a ratio can only
-          mean one balance at one size. Measured on tubingen × Starry Night at 128 px, 300 steps:
-          literal eqs. at 1e-3 give the photo under pixel noise (style term stuck at its start);
-          the look of Fig. 2 needs 1e-6 there (and, by the area scaling, ~6e-8 at 512 px). With
-          ``"area"`` the paper's 1e-2 … 1e-5 give Fig. 3's progression from photo-like to
-          texture-like, at 128 and 256 px alike.
-        * ``noise_scale=0.5``: white noise uniform in [0.25, 0.75]. Uniform [0, 1] noise is still
-          visible after 300 L-BFGS steps at 128 px (the loss barely constrains single pixels);
-          0.1 leaves none, but from so little contrast a style-dominated run stalls near a
-          saddle of the Gram loss (a relu1_1+relu2_1 texture, 60 steps: 1.32 -> 1.40 from 0.1,
-          0.86 -> 0.0022 from 0.5, 0.77 -> 0.00065 from 1.0; at alpha/beta = 1e-5, 48 px, 30 steps,
-          the relu1_1 row of Fig. 3 ended with 140x the style loss of a 0.5 start).
-
-        And plain L-BFGS, as the paper's (``lbfgs_precondition=0``): the low-frequency start of
-        ``jaxstyle.precondition`` stalled a relu1_1 texture from this noise (48 px, 40 steps: loss
-        289 plain, 7,470 boosted, flat for its first 24 steps) and broke Fig. 3's trend. Likewise
-        optax's 10 pairs in float32 (``lbfgs_memory=10``), not the 50 of other whole runs: from this
-        noise, at 48 px and 30 steps, 50 pairs ended Fig. 3's relu1_1…relu5_1 run at alpha/beta
-        1e-4 with loss 7.0 against 0.33 with 10 (``tests/test_paper.py``'s trend broke again).
+        * ``normalization="area"``: eq. (1) divided by the number of positions M_l, so that one
+          alpha/beta means one balance at every image size (literal eq. (1) grows with the area).
+        * ``noise_scale=0.5``: white noise uniform in [0.25, 0.75]: less leftover pixel noise than
+          [0, 1], without the stalls of a near-flat start.
+        * plain L-BFGS with optax's 10 pairs (``lbfgs_precondition=0``, ``lbfgs_memory=10``): the
+          preconditioned start and longer memory broke Fig. 3's trend from this noise.
         """
         preset = dict(init="noise", optimizer="lbfgs", content_layers=("relu4_2",),
                       style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),

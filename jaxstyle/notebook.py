@@ -16,7 +16,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from .sheet import loss_plot
+from .io.sheet import loss_plot
 
 
 def in_notebook() -> bool:

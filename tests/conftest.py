@@ -41,7 +41,7 @@ def smooth_image(h: int, w: int, phase: float = 0.0) -> np.ndarray:
 
 def write_sweep_images(folder):
     """The photo c.png and the paintings s.png and s2.png that the sweep specs of the tests name."""
-    from jaxstyle import image
+    from jaxstyle.io import image
 
     image.save_image(smooth_image(33, 44), folder / "c.png")
     image.save_image(stripes(40, 40), folder / "s.png")

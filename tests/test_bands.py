@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxstyle import StyleConfig, bands, lbfgs, tiling
+from jaxstyle import StyleConfig
+from jaxstyle.evaluate import bands, memory, planner, tiling
+from jaxstyle.optim import lbfgs
 
 from .conftest import smooth_image
 from .test_tiling import H, LAYERS_4, W, assert_matches_untiled, problem, relative, untiled
@@ -66,50 +68,52 @@ def test_too_few_bands_to_flush_the_delayed_rows_is_visibly_wrong(weights):
 
 def test_the_planner_streams_when_it_can_and_keeps_block_4_when_that_fits():
     layers = DEFAULT_LAYERS
-    assert tiling.choose_plan(384, 512, layers, max_memory=4 << 30, streamable=True) is None  # fits whole
+    assert planner.choose_plan(384, 512, layers, max_memory=4 << 30, streamable=True) is None  # fits whole
     plan = lambda rows, keep: bands.make_plan(3072, 4096, rows, layers, keep)
     # The most rows of BAND_CHOICES that fit keeping block 4 (bands of KEEP_MIN_ROWS or more), else without.
-    roomy = tiling.choose_plan(3072, 4096, layers, max_memory=tiling.banded_bytes(plan(256, bands.KEEP)),
+    roomy = planner.choose_plan(3072, 4096, layers, max_memory=memory.banded_bytes(plan(256, bands.KEEP)),
                                streamable=True)
     assert isinstance(roomy, bands.BandPlan) and (roomy.band, roomy.bands, roomy.keep) == (
         plan(256, bands.KEEP).band, plan(256, bands.KEEP).bands, bands.KEEP)
     # Memory is convex in the band's rows: its activations grow with them, the carries (a few rows per
     # band, kept for the backward pass) with the number of bands.
-    assert tiling.banded_bytes(plan(16, bands.KEEP)) > tiling.banded_bytes(plan(64, bands.KEEP))
-    keeping = [rows for rows in tiling.BAND_CHOICES if rows >= tiling.KEEP_MIN_ROWS]
-    budget = min(tiling.banded_bytes(plan(rows, bands.KEEP)) for rows in keeping) - 1  # no band keeps
-    tight = tiling.choose_plan(3072, 4096, layers, max_memory=budget, streamable=True)
-    assert isinstance(tight, bands.BandPlan) and tight.keep == () and tiling.banded_bytes(tight) <= budget
-    larger = [rows for rows in tiling.BAND_CHOICES if rows > tight.band]
-    assert larger and all(tiling.banded_bytes(plan(rows, ())) > budget for rows in larger)
-    assert tiling.banded_bytes(plan(tight.band, ())) == tiling.banded_bytes(tight)
+    assert memory.banded_bytes(plan(16, bands.KEEP)) > memory.banded_bytes(plan(64, bands.KEEP))
+    keeping = [rows for rows in memory.BAND_CHOICES if rows >= memory.KEEP_MIN_ROWS]
+    budget = min(memory.banded_bytes(plan(rows, bands.KEEP)) for rows in keeping) - 1  # no band keeps
+    tight = planner.choose_plan(3072, 4096, layers, max_memory=budget, streamable=True)
+    assert isinstance(tight, bands.BandPlan) and tight.keep == () and memory.banded_bytes(tight) <= budget
+    larger = [rows for rows in memory.BAND_CHOICES if rows > tight.band]
+    assert larger and all(memory.banded_bytes(plan(rows, ())) > budget for rows in larger)
+    assert memory.banded_bytes(plan(tight.band, ())) == memory.banded_bytes(tight)
     # The documented estimate: base + one band's activations + the carries + image-sized state.
-    assert tiling.banded_bytes(roomy) == (tiling.BASE_BYTES + tiling.BAND_BYTES_PER_PIXEL * roomy.band * 4096
-                                          + tiling.CARRY_BYTES_PER_COLUMN * roomy.bands * 4096
-                                          + (tiling.STATE_BYTES_PER_PIXEL["bfloat16"] + tiling.KEEP_BYTES_PER_PIXEL) * 3072 * 4096)
+    assert memory.banded_bytes(roomy) == (memory.BASE_BYTES + memory.BAND_BYTES_PER_PIXEL * roomy.band * 4096
+                                          + memory.CARRY_BYTES_PER_COLUMN * roomy.bands * 4096
+                                          + (memory.STATE_BYTES_PER_PIXEL["bfloat16"] + memory.KEEP_BYTES_PER_PIXEL) * 3072 * 4096)
     # A float32 L-BFGS memory (--lbfgs-history float32) needs 132 B/px more: at roomy's budget the
     # planner then takes fewer rows or keeps nothing.
     f32_memory = lbfgs.Memory(10, "float32")
-    assert tiling.banded_bytes(roomy, f32_memory) - tiling.banded_bytes(roomy) == 132 * 3072 * 4096
-    f32 = tiling.choose_plan(3072, 4096, layers, max_memory=tiling.banded_bytes(roomy), streamable=True,
+    assert memory.banded_bytes(roomy, f32_memory) - memory.banded_bytes(roomy) == 132 * 3072 * 4096
+    f32 = planner.choose_plan(3072, 4096, layers, max_memory=memory.banded_bytes(roomy), streamable=True,
                              planned=f32_memory)
-    assert (f32.band, f32.keep) != (roomy.band, roomy.keep) and tiling.banded_bytes(f32, f32_memory) <= tiling.banded_bytes(roomy)
+    assert (f32.band, f32.keep) != (roomy.band, roomy.keep) and memory.banded_bytes(f32, f32_memory) <= memory.banded_bytes(roomy)
     # 50 pairs (--lbfgs-memory 50) hold 40 x 2 images more, in bfloat16: 40 x 2 x 3 x 2 = 480 B/px.
-    assert tiling.banded_bytes(roomy, lbfgs.Memory(50, "bfloat16")) - tiling.banded_bytes(roomy) == 480 * 3072 * 4096
+    assert memory.banded_bytes(roomy, lbfgs.Memory(50, "bfloat16")) - memory.banded_bytes(roomy) == 480 * 3072 * 4096
     # Wider than a band of 16 rows can hold: crops with halos, whose memory does not grow at all.
-    wide = tiling.choose_plan(2000, 60000, layers, max_memory=tiling.BASE_BYTES + tiling.STATE_BYTES_PER_PIXEL["bfloat16"] * 2000 * 60000
+    wide = planner.choose_plan(2000, 60000, layers, max_memory=memory.BASE_BYTES + memory.STATE_BYTES_PER_PIXEL["bfloat16"] * 2000 * 60000
                               + (2 << 30),
                               streamable=True)
     assert isinstance(wide, tiling.TilePlan)
-    assert isinstance(tiling.choose_plan(3072, 4096, layers, max_memory=8 << 30), tiling.TilePlan)  # MRF: not streamable
-    forced = tiling.choose_plan(300, 400, layers, tile=64, streamable=True)
+    assert isinstance(planner.choose_plan(3072, 4096, layers, max_memory=8 << 30), tiling.TilePlan)  # MRF: not streamable
+    forced = planner.choose_plan(300, 400, layers, tile=64, streamable=True)
     assert isinstance(forced, bands.BandPlan) and forced.band <= 64 and forced.tile == 64
 
 
 MEASURE = """
 import json, resource, sys
 import jax, jax.numpy as jnp
-from jaxstyle import StyleConfig, bands, load_bundled, problem
+from jaxstyle import StyleConfig, load_bundled
+from jaxstyle.evaluate import bands
+from jaxstyle.run import problem
 h, w = int(sys.argv[1]), 384
 cfg = StyleConfig(size=max(h, w), style_layers=("relu1_1", "relu2_1"), content_layers=("relu3_1",))
 content = jnp.linspace(0, 1, h * w * 3, dtype=jnp.float32).reshape(h, w, 3)
@@ -133,4 +137,4 @@ def test_streamed_memory_does_not_grow_with_the_height():
     # STATE_BYTES_PER_PIXEL), plus 64 MB of allocator slack.
     growth = tall["rss"] - short["rss"]
     extra = tall["pixels"] - short["pixels"]
-    assert growth < tiling.STATE_BYTES_PER_PIXEL["bfloat16"] * extra + (64 << 20), (growth, extra)
+    assert growth < memory.STATE_BYTES_PER_PIXEL["bfloat16"] * extra + (64 << 20), (growth, extra)

@@ -110,7 +110,7 @@ def test_rerun_from_a_sidecar_reproduces_the_image_bit_for_bit(tmp_path, capsys)
     assert cli.main(["rerun", str(out) + ".json", "--quiet"]) == 0
     again = tmp_path / "o_rerun.png"
     assert again.read_bytes() == out.read_bytes()  # every 16-bit sample (our PNG encoder is deterministic)
-    from jaxstyle.provenance import config_from_sidecar
+    from jaxstyle.run.provenance import config_from_sidecar
 
     assert config_from_sidecar(str(again) + ".json") == config_from_sidecar(str(out) + ".json")
     capsys.readouterr()

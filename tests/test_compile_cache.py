@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from jaxstyle import image
+from jaxstyle.io import image
 
 from .conftest import smooth_image, stripes
 

@@ -11,8 +11,10 @@ import pytest
 from PIL import Image, ImageCms
 
 import jaxstyle
-from jaxstyle import JaxstyleError, StyleConfig, cli, color, image, losses, problem
-from jaxstyle.provenance import config_from_sidecar, sidecar_path
+from jaxstyle import JaxstyleError, StyleConfig, cli, losses
+from jaxstyle.io import color, image
+from jaxstyle.run import problem
+from jaxstyle.run.provenance import config_from_sidecar, sidecar_path
 
 from .conftest import smooth_image, stripes
 
@@ -89,7 +91,7 @@ def test_multiscale_runs_coarse_to_fine():
 
 
 def test_each_scale_stops_once_its_loss_settled_and_the_next_goes_on_from_there():
-    from jaxstyle.transfer import settled
+    from jaxstyle.run.transfer import settled
 
     cfg = TINY.replace(size=64, scales=2, scale_ratio=2.0, scale_steps=100, steps=100, chunk=5, tolerance=0.2)
     seen = []
@@ -130,7 +132,7 @@ def test_wasserstein_style_loss_converges():
 def test_a_batch_of_wasserstein_jobs_finishes_with_each_jobs_own_result():
     # Vmapped together, the jobs' eigendecompositions were batched and deadlocked XLA:CPU (three
     # jobs at 96 px hung for good); vmapped, losses.eigh now loops over them, one at a time.
-    from jaxstyle.batch import Job, stylize_batch
+    from jaxstyle.run.batch import Job, stylize_batch
 
     cfg = TINY.replace(style_loss="wasserstein", steps=4)
     jobs = [Job(CONTENT, (STYLE,), cfg.replace(content_weight=w)) for w in (1.0, 3.0)]
@@ -252,7 +254,7 @@ def test_cli_saves_intermediates_16_bit_and_a_reproducible_sidecar(tmp_path):
         "c.png", "out.png", "out.png.json", "out_0002.png", "out_0004.png", "s.png"]
     np.testing.assert_array_equal(_read_png16(tmp_path / "out_0004.png"), _read_png16(out))
     meta = json.loads(sidecar_path(out).read_text())
-    assert meta["weights_sha256"] == jaxstyle.weights.BUNDLED_SHA256
+    assert meta["weights_sha256"] == jaxstyle.model.weights.BUNDLED_SHA256
     assert meta["jax"] and meta["jaxstyle"] == jaxstyle.__version__ and meta["device"]
     assert set(meta["terms"]) == {"content", "style", "tv", "total"}
     # The recorded config reproduces the same image bit for bit on the same machine.

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxstyle import cluster, image
-from jaxstyle.sweep import MANIFEST, run_sweep
+from jaxstyle.run import cluster
+from jaxstyle.io import image
+from jaxstyle.run.sweep import MANIFEST, run_sweep
 
 from .conftest import write_sweep_images
 

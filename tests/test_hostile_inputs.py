@@ -19,9 +19,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle import JaxstyleError, StyleConfig, cli, image, optimize, problem, transfer
-from jaxstyle import weights as W
-from jaxstyle.sweep import MANIFEST, expand, read_manifest, run_sweep
+from jaxstyle import JaxstyleError, StyleConfig, cli
+from jaxstyle.io import image
+from jaxstyle.optim import optimize
+from jaxstyle.run import problem, transfer
+from jaxstyle.model import weights as W
+from jaxstyle.run.sweep import MANIFEST, expand, read_manifest, run_sweep
 
 from .conftest import smooth_image, stripes
 
@@ -439,7 +442,7 @@ def test_an_interrupted_command_ends_without_the_interpreters_teardown(monkeypat
     """Interrupted, the console script ends with os._exit after flushing its one line: tearing the
     interpreter down while XLA's threads were still compiling crashed the process (SIGABRT, SIGSEGV)
     in 2 of 18 sweeps sent SIGTERM on an empty compilation cache. Other endings return as usual."""
-    from jaxstyle import entry
+    from jaxstyle.cli import entry
 
     ended = []
     monkeypatch.setattr(entry.os, "_exit", ended.append)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from jaxstyle import JaxstyleError, convert, hub, vgg
-from jaxstyle import weights as W
+from jaxstyle import JaxstyleError
+from jaxstyle.model import convert, hub, vgg
+from jaxstyle.model import weights as W
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -168,7 +169,8 @@ def test_kmeans_is_exact_on_already_quantised_values(weights):
 def test_cli_runs_with_a_weights_file_and_records_its_hash(tmp_path, weights):
     import json
 
-    from jaxstyle import cli, image
+    from jaxstyle import cli
+    from jaxstyle.io import image
     from jaxstyle.examples import CONTENT, STYLE
 
     arrays = {}

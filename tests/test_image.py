@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle import JaxstyleError, image
+from jaxstyle import JaxstyleError
+from jaxstyle.io import image
 
 
 @pytest.mark.parametrize(

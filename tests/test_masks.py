@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import JaxstyleError, losses, masks, vgg
-from jaxstyle.image import resize_nearest
+from jaxstyle import JaxstyleError, losses
+from jaxstyle.losses import masks
+from jaxstyle.model import vgg
+from jaxstyle.io.image import resize_nearest
 
 from .conftest import smooth_image
 
@@ -157,8 +159,9 @@ def test_tiled_guided_grams_loss_gradient_and_targets_equal_untiled(weights):
     both cut into crops), loss, gradient and targets equal the whole image's."""
     import jax
 
-    from jaxstyle import StyleConfig, bands, objective, tiling
-    from jaxstyle.problem import Regions, make_problem
+    from jaxstyle import StyleConfig
+    from jaxstyle.evaluate import bands, objective, tiling
+    from jaxstyle.run.problem import Regions, make_problem
 
     from .conftest import stripes
 

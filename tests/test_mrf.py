@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 import jaxstyle
-from jaxstyle import JaxstyleError, StyleConfig, mrf, objective, tiling
-from jaxstyle.batch import stylize_batch
-from jaxstyle.problem import Job, make_problem
+from jaxstyle import JaxstyleError, StyleConfig
+from jaxstyle.losses import mrf
+from jaxstyle.evaluate import objective, tiling
+from jaxstyle.run.batch import stylize_batch
+from jaxstyle.run.problem import Job, make_problem
 
 from .conftest import smooth_image, stripes
 
@@ -110,7 +112,12 @@ def test_tiled_mrf_loss_and_gradient_equal_untiled(weights):
     h, w = 90, 107
     cfg = StyleConfig(size=w, style_loss="mrf", mrf_layers=("relu2_1", "relu3_1"), content_layers=("relu3_2",),
                       tv_weight=0.3, style_blend_weights=(0.3, 0.7))
-    data = make_problem(weights, smooth_image(h, w), [stripes(120, 90), smooth_image(100, 130, 1.0)], cfg)
+    # Plain stripes repeat exactly, so some output patches sit at near-ties between two different
+    # library patches, and float rounding (which differs between any two XLA programs) picks either:
+    # the loss then jumps by ~1e-5 on some CPUs. A little seeded noise breaks the ties.
+    noise = np.random.default_rng(1).uniform(-0.05, 0.05, (120, 90, 3))
+    painting = np.clip(stripes(120, 90) + noise, 0, 1).astype(np.float32)
+    data = make_problem(weights, smooth_image(h, w), [painting, smooth_image(100, 130, 1.0)], cfg)
     x = jnp.asarray(smooth_image(h, w, 0.5))
     value, grad = jax.jit(jax.value_and_grad(objective.total_loss))(x, data)
     spec = data.spec

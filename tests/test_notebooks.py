@@ -86,7 +86,7 @@ def test_live_preview_fetches_the_image_only_at_its_interval(capsys):
     from IPython.display import display
 
     from jaxstyle.notebook import Live, live
-    from jaxstyle.transfer import Progress
+    from jaxstyle.run.transfer import Progress
 
     fetched = []
 

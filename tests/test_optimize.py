@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxstyle import optimize
+from jaxstyle.optim import optimize
 
 SCALES = jnp.asarray([1.0, 4.0, 9.0, 0.5])
 
@@ -129,7 +129,7 @@ def lbfgs_path(direction, steps: int = 25):
 
 
 def test_lbfgs_with_float32_memory_is_optaxs_and_bfloat16_memory_still_converges():
-    from jaxstyle import lbfgs
+    from jaxstyle.optim import lbfgs
 
     memory = 4  # fewer than the steps: slots are reused
     ours, ours_path = lbfgs_path(lbfgs.scale_by_lbfgs(memory, "float32"))
@@ -145,13 +145,15 @@ def test_lbfgs_with_float32_memory_is_optaxs_and_bfloat16_memory_still_converges
 
 
 def test_the_lbfgs_memory_is_long_where_the_image_is_whole_and_float32_only_where_short_and_whole():
-    from jaxstyle import JaxstyleError, StyleConfig, lbfgs, tiling
+    from jaxstyle import JaxstyleError, StyleConfig
+    from jaxstyle.optim import lbfgs
+    from jaxstyle.evaluate import memory
 
     auto = StyleConfig(lbfgs_precondition=0.2)
     assert auto.lbfgs_memory_for(planned=False) == lbfgs.Memory(50, "bfloat16", 0.2)
     assert auto.lbfgs_memory_for(planned=True) == lbfgs.Memory(10, "bfloat16", 0.2)
     # the planner's defaults are the config's
-    assert (tiling.WHOLE, tiling.PLANNED) == tuple(lbfgs.Memory(m.pairs, m.dtype) for m in (
+    assert (memory.WHOLE, memory.PLANNED) == tuple(lbfgs.Memory(m.pairs, m.dtype) for m in (
         StyleConfig().lbfgs_memory_for(planned=False), StyleConfig().lbfgs_memory_for(planned=True)))
     short = StyleConfig(lbfgs_memory=10, lbfgs_precondition=0)
     assert short.lbfgs_memory_for(planned=False) == lbfgs.Memory(10, "float32")  # optax's, exactly

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 import jaxstyle
-from jaxstyle import StyleConfig, cli, losses, paper
-from jaxstyle.normalize import filter_means, normalize_vgg
-from jaxstyle.objective import image_features
-from jaxstyle.sheet import PALETTE, loss_plot
+from jaxstyle import StyleConfig, cli, losses
+from jaxstyle.run import paper
+from jaxstyle.model.normalize import filter_means, normalize_vgg
+from jaxstyle.evaluate.objective import image_features
+from jaxstyle.io.sheet import PALETTE, loss_plot
 
 from .conftest import smooth_image, stripes
 
@@ -54,7 +55,7 @@ def test_normalisation_floor_bounds_the_gain_of_rare_filters(weights):
     # On the bundled calibration images a relu3_1 filter has mean 0.14 (layer median 71) and a
     # relu5_1 one ~1e-11; unfloored, their gains reach 1e11 and one filter's Gram entries swamp
     # the style loss. With the floor no filter is amplified more than 10x the layer's typical gain.
-    from jaxstyle.problem import calibration_images, network
+    from jaxstyle.run.problem import calibration_images, network
 
     calibration = calibration_images()
     raw = filter_means(weights, calibration, "avg")
@@ -147,7 +148,7 @@ def test_loss_plot_draws_each_series():
 
 
 def test_noise_scale_sets_the_amplitude_of_the_noise_start(tmp_path, capsys):
-    from jaxstyle.problem import initial_image
+    from jaxstyle.run.problem import initial_image
 
     content = np.zeros((20, 30, 3), np.float32)
     full = np.asarray(initial_image(StyleConfig(init="noise", seed=3), content))
@@ -186,7 +187,7 @@ def test_texture_keeps_the_configs_noise_scale_and_needs_no_content_image():
     assert paper.texture_config(("relu1_1",)).noise_scale == paper.TEXTURE_NOISE
     cfg = paper.texture_config(("relu1_1",), StyleConfig.paper(size=32, steps=2, normalize_vgg=False))
     result = jaxstyle.stylize(None, STYLE, cfg)
-    assert result.image.shape[:2] == jaxstyle.image.long_side_shape(STYLE.shape, 32)
+    assert result.image.shape[:2] == jaxstyle.io.image.long_side_shape(STYLE.shape, 32)
     with pytest.raises(jaxstyle.JaxstyleError, match="no content image given"):
         jaxstyle.stylize(None, STYLE, cfg.replace(content_layers=("relu2_2",)))
     reconstruction = paper.reconstruct(CONTENT, "relu2_2", StyleConfig.paper(size=32, steps=2, normalize_vgg=False))

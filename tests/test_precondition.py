@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxstyle import lbfgs, precondition
+from jaxstyle.optim import lbfgs, precondition
 
 SHAPE = (5, 7, 2)
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from jaxstyle import JaxstyleError, StyleConfig, cli, image
+from jaxstyle import JaxstyleError, StyleConfig, cli
+from jaxstyle.io import image
 
 from .conftest import smooth_image, stripes
 

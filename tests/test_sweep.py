@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 import jaxstyle
-from jaxstyle import cli, image
-from jaxstyle.batch import Job, stylize_batch
-from jaxstyle.sweep import MANIFEST, expand, load_spec, run_sweep
+from jaxstyle import cli
+from jaxstyle.io import image
+from jaxstyle.run.batch import Job, stylize_batch
+from jaxstyle.run.sweep import MANIFEST, expand, load_spec, run_sweep
 
 from .conftest import smooth_image, stripes, write_sweep_images
 
@@ -63,7 +64,7 @@ def test_batched_runs_match_sequential_runs():
 
 
 def test_a_batch_stops_once_every_job_has_settled():
-    from jaxstyle.transfer import settled
+    from jaxstyle.run.transfer import settled
 
     c, s = smooth_image(33, 44), stripes(40, 40)
     cfg = jaxstyle.StyleConfig(size=44, steps=200, chunk=5, tolerance=0.2)
@@ -81,7 +82,7 @@ def test_a_group_in_two_batches_compiles_each_program_once(caplog):
     padded) and every jitted function is defined once, at module level."""
     import collections
 
-    from jaxstyle.batch import group_jobs
+    from jaxstyle.run.batch import group_jobs
 
     c, s = smooth_image(33, 44), stripes(40, 40)
     cfg = jaxstyle.StyleConfig(size=44, steps=3, init="noise", style_layers=("relu1_1", "relu2_1"),
@@ -113,7 +114,7 @@ def test_sweep_compiles_once_per_group_and_writes_everything(images, caplog):
     assert len(steps_compiled) == 2
     entries = [json.loads(line) for line in (images / "out" / MANIFEST).read_text().splitlines()]
     assert len(entries) == 8 and all(e["status"] == "ok" for e in entries)
-    assert all(e["weights_sha256"] == jaxstyle.weights.BUNDLED_SHA256 for e in entries)
+    assert all(e["weights_sha256"] == jaxstyle.model.weights.BUNDLED_SHA256 for e in entries)
     assert {e["batch_size"] for e in entries} == {4}
     sheet = image.load_image(images / "out" / "contact_sheet.png")
     assert sheet.shape[0] > 4 * 100  # four labelled rows of results

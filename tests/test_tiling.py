@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 import jaxstyle
-from jaxstyle import JaxstyleError, StyleConfig, bands, objective, tiling, transfer
-from jaxstyle.problem import make_problem
+from jaxstyle import JaxstyleError, StyleConfig
+from jaxstyle.evaluate import bands, memory, objective, planner, tiling
+from jaxstyle.evaluate.parts import combine_moments, crop_parts, layer_stride, receptive_radius
+from jaxstyle.run import transfer
+from jaxstyle.run.problem import make_problem
 
 from .conftest import smooth_image, stripes
 
@@ -38,10 +41,10 @@ def untiled(x, problem):
 def test_receptive_radius_and_stride_follow_the_network():
     # Each 3x3 conv adds the current stride, each 2x2 pooling adds it and doubles it:
     # relu1_1: 1; relu3_1: 2 + 1 + 4 + 2 + 4 = 13; relu5_1: 85 (stride 16).
-    assert tiling.receptive_radius(["relu1_1"]) == 1
-    assert tiling.receptive_radius(["relu3_1", "relu1_1"]) == 13
-    assert tiling.receptive_radius(StyleConfig().style_layers) == 85
-    assert tiling.layer_stride("relu5_1") == 16 and tiling.layer_stride("pool2") == 4
+    assert receptive_radius(["relu1_1"]) == 1
+    assert receptive_radius(["relu3_1", "relu1_1"]) == 13
+    assert receptive_radius(StyleConfig().style_layers) == 85
+    assert layer_stride("relu5_1") == 16 and layer_stride("pool2") == 4
 
 
 def test_plan_cores_partition_the_image_and_crops_share_one_shape():
@@ -91,10 +94,10 @@ def test_tiled_wasserstein_moments_merge_to_the_whole_images(weights):
     f = objective.image_features(weights, image, ["relu2_1"], "max")["relu2_1"]  # (85, 101, 128)
     whole = losses.feature_stats(f)
     cores = [(0, 40, 0, W), (40, H, 0, 120), (40, H, 120, W)]  # pixels; they partition the image
-    parts = [tiling.crop_parts(image, np.zeros(2, np.int32), np.asarray(core, np.int32), weights, {},
+    parts = [crop_parts(image, np.zeros(2, np.int32), np.asarray(core, np.int32), weights, {},
                                ("relu2_1",), "wasserstein", "max")["style"]["relu2_1"] for core in cores]
     assert sum(float(p["n"]) for p in parts) == f.shape[0] * f.shape[1]
-    merged = tiling.combine_moments(jax.tree.map(lambda *xs: jnp.stack(xs), *parts), "wasserstein",
+    merged = combine_moments(jax.tree.map(lambda *xs: jnp.stack(xs), *parts), "wasserstein",
                                     f.shape[0] * f.shape[1])
     assert relative(merged["mean"], whole["mean"]) < 1e-5
     assert relative(merged["cov"], whole["cov"]) < 1e-4
@@ -120,24 +123,24 @@ def test_tiled_targets_equal_untiled(weights):
 
 def test_choose_plan_picks_untiled_when_it_fits_else_the_largest_tile_that_fits():
     layers = StyleConfig().style_layers + ("relu4_2",)
-    assert tiling.choose_plan(384, 512, layers, max_memory=4 << 30) is None  # ~1.3 GB untiled
+    assert planner.choose_plan(384, 512, layers, max_memory=4 << 30) is None  # ~1.3 GB untiled
     budget = 8 << 30
-    plan = tiling.choose_plan(3072, 4096, layers, max_memory=budget)
-    assert tiling.untiled_bytes(3072, 4096) > budget  # ~40 GB
-    assert tiling.tiled_bytes(plan) <= budget
-    larger = [t for t in tiling.TILE_CHOICES if t > plan.tile]
-    assert all(tiling.tiled_bytes(tiling.make_plan(3072, 4096, t, layers)) > budget for t in larger)
+    plan = planner.choose_plan(3072, 4096, layers, max_memory=budget)
+    assert memory.untiled_bytes(3072, 4096) > budget  # ~40 GB
+    assert memory.tiled_bytes(plan) <= budget
+    larger = [t for t in memory.TILE_CHOICES if t > plan.tile]
+    assert all(memory.tiled_bytes(tiling.make_plan(3072, 4096, t, layers)) > budget for t in larger)
     # The documented estimate: base + crop activations + image-sized state.
-    assert tiling.tiled_bytes(plan) == (tiling.BASE_BYTES + tiling.CROP_BYTES_PER_PIXEL * plan.crop[0] * plan.crop[1]
-                                        + tiling.STATE_BYTES_PER_PIXEL["bfloat16"] * 3072 * 4096)
-    assert tiling.choose_plan(3072, 4096, layers, tile=0, max_memory=64 << 30) is None  # never tile, if asked
+    assert memory.tiled_bytes(plan) == (memory.BASE_BYTES + memory.CROP_BYTES_PER_PIXEL * plan.crop[0] * plan.crop[1]
+                                        + memory.STATE_BYTES_PER_PIXEL["bfloat16"] * 3072 * 4096)
+    assert planner.choose_plan(3072, 4096, layers, tile=0, max_memory=64 << 30) is None  # never tile, if asked
     with pytest.raises(JaxstyleError, match="drop --tile 0"):  # ... unless it cannot fit any machine's memory
-        tiling.choose_plan(30000, 40000, layers, tile=0, max_memory=64 << 30)
-    assert tiling.choose_plan(300, 400, layers, tile=64).tile == 64
+        planner.choose_plan(30000, 40000, layers, tile=0, max_memory=64 << 30)
+    assert planner.choose_plan(300, 400, layers, tile=64).tile == 64
     with pytest.raises(JaxstyleError, match="max-memory") as refused:
-        tiling.choose_plan(3072, 4096, layers, max_memory=1 << 30)
+        planner.choose_plan(3072, 4096, layers, max_memory=1 << 30)
     largest = int(str(refused.value).split("at most ")[1].split(" px")[0])  # the size it suggests fits, one more does not
-    fits = lambda side: tiling.tiled_bytes(tiling.make_plan(round(3072 * side / 4096), side, 256, layers)) <= 1 << 30
+    fits = lambda side: memory.tiled_bytes(tiling.make_plan(round(3072 * side / 4096), side, 256, layers)) <= 1 << 30
     assert fits(largest) and not fits(largest + 1)
 
 
@@ -175,7 +178,9 @@ def test_automatic_scales_spend_most_steps_coarse():
 MEASURE = """
 import json, resource, sys
 import jax, jax.numpy as jnp
-from jaxstyle import StyleConfig, load_bundled, problem, tiling
+from jaxstyle import StyleConfig, load_bundled
+from jaxstyle.run import problem
+from jaxstyle.evaluate import tiling
 size = int(sys.argv[1])
 # Shallow layers keep the test quick; what grows with the image is the same for any layers.
 cfg = StyleConfig(size=size, style_layers=("relu1_1", "relu2_1"), content_layers=("relu3_1",))
@@ -202,11 +207,11 @@ def test_tiled_memory_does_not_grow_with_the_image():
     # relu3_1 target (256 channels / 16 px = 64 B/px) and transient copies of them: under
     # STATE_BYTES_PER_PIXEL (which also covers the L-BFGS memory), plus 64 MB of allocator slack.
     growth = large["rss"] - small["rss"]
-    assert growth < tiling.STATE_BYTES_PER_PIXEL["bfloat16"] * extra_pixels + (64 << 20), (growth, extra_pixels)
+    assert growth < memory.STATE_BYTES_PER_PIXEL["bfloat16"] * extra_pixels + (64 << 20), (growth, extra_pixels)
 
 
 def test_a_batch_of_jobs_too_large_to_evaluate_whole_runs_each_job_tiled():
-    from jaxstyle.batch import Job, stylize_batch
+    from jaxstyle.run.batch import Job, stylize_batch
 
     cfg = StyleConfig(size=96, steps=3, optimizer="adam", style_layers=LAYERS_4[:2], content_layers=("relu2_2",),
                       tile=32)
@@ -222,7 +227,8 @@ def test_a_batch_of_jobs_too_large_to_evaluate_whole_runs_each_job_tiled():
 
 
 def test_cli_says_when_it_tiles_and_writes_the_image(tmp_path, capsys):
-    from jaxstyle import cli, image
+    from jaxstyle import cli
+    from jaxstyle.io import image
 
     image.save_image(smooth_image(60, 80), tmp_path / "c.png")
     image.save_image(stripes(40, 40), tmp_path / "s.png")

@@ -9,7 +9,7 @@ import pytest
 
 import jaxstyle
 from jaxstyle import JaxstyleError, StyleConfig, losses
-from jaxstyle.objective import image_features
+from jaxstyle.evaluate.objective import image_features
 
 from .conftest import smooth_image, stripes
 
@@ -122,7 +122,7 @@ def test_image_too_small_for_deepest_layer_names_the_minimum():
 
 
 def test_settled_judges_the_best_loss_of_every_job_over_the_window():
-    from jaxstyle.transfer import settled
+    from jaxstyle.run.transfer import settled
 
     falling = list(100 * 0.9 ** np.arange(40))  # falls 65% every 10 steps
     assert not settled(falling, 0.01)
@@ -143,7 +143,7 @@ def test_settled_judges_the_best_loss_of_every_job_over_the_window():
 
 
 def test_tolerance_stops_at_the_first_check_where_the_loss_settled_and_changes_nothing_before():
-    from jaxstyle.transfer import settled
+    from jaxstyle.run.transfer import settled
 
     cfg = TINY.replace(steps=200, chunk=5, tolerance=0.2)
     seen = []

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import JaxstyleError, vgg
-from jaxstyle.objective import image_features
+from jaxstyle import JaxstyleError
+from jaxstyle.model import vgg
+from jaxstyle.evaluate.objective import image_features
 
 from .conftest import smooth_image
 
@@ -102,7 +103,8 @@ def test_precomputed_backward_kernels_give_the_same_gradients(weights):
 
 def test_a_run_uses_backward_kernels_that_match_its_weights(weights):
     # problem.network adds them after the paper's normalisation rescales the kernels
-    from jaxstyle import StyleConfig, problem
+    from jaxstyle import StyleConfig
+    from jaxstyle.run import problem
 
     for normalize in (False, True):
         used = problem.network(StyleConfig(normalize_vgg=normalize), weights).params

@@ -16,9 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import JaxstyleError, StyleConfig, bands, cli, flow, frames, image, losses, objective, tiling, video
+from jaxstyle import JaxstyleError, StyleConfig, cli, losses
+from jaxstyle.evaluate import bands, objective, tiling
+from jaxstyle.io import flow, frames, image
+from jaxstyle.run import video
 from jaxstyle.examples import moving_square
-from jaxstyle.problem import Temporal, make_problem
+from jaxstyle.run.problem import Temporal, make_problem
 
 from .conftest import smooth_image, stripes
 

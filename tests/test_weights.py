@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxstyle import weights as W
-from jaxstyle.vgg import CONV_LAYERS
+from jaxstyle.model import weights as W
+from jaxstyle.model.vgg import CONV_LAYERS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,79 @@
+"""The JSON sidecar written next to every output: everything needed to reproduce the image exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import sys
+from pathlib import Path
+
+from ..config import StyleConfig
+from ..errors import JaxstyleError
+from ..io.image import atomic_write
+
+
+def sidecar_path(output: str | Path) -> Path:
+    """``out.png`` → ``out.png.json`` (keeps outputs of different formats apart)."""
+    output = Path(output)
+    return output.with_name(output.name + ".json")
+
+
+def metadata(result, *, content, styles, weights_sha256: str, weights: str | None = None, bit_depth: int = 8,
+             argv=None) -> dict:
+    """The sidecar of a finished image: config, inputs, weights and their hash, versions, device, loss terms."""
+    import jax
+    import jaxlib
+
+    from .. import __version__
+
+    return {
+        "jaxstyle": __version__,
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": str(jax.local_devices()[0].device_kind),
+        "weights": None if weights is None else str(weights),
+        "weights_sha256": weights_sha256,
+        "bit_depth": bit_depth,
+        "content": str(content),
+        "styles": [str(s) for s in styles],
+        "config": dataclasses.asdict(result.config),
+        "terms": result.terms,
+        "steps": len(result.history),  # fewer than the config's where a scale stopped early (tolerance)
+        "evaluations": result.evaluations,
+        "timings": result.timings,
+        "argv": list(argv) if argv is not None else None,
+    }
+
+
+def write_sidecar(output: str | Path, meta: dict) -> Path:
+    """Write ``meta`` as ``OUT.EXT.json`` beside ``output``, atomically; returns its path."""
+    path = sidecar_path(output)
+    text = json.dumps(meta, indent=2, sort_keys=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+    return path
+
+
+def config_from_sidecar(path: str | Path) -> StyleConfig:
+    """The StyleConfig recorded in a sidecar (lists back to tuples), to rerun the same image."""
+    return read_sidecar(path)["config"]
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """A sidecar's contents, its ``config`` as a :class:`StyleConfig`; one-line errors for files
+    that are missing, damaged or not a jaxstyle sidecar (``jaxstyle rerun``)."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        raw = meta["config"]
+        meta["config"] = StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        meta["styles"] = [str(s) for s in meta["styles"]]
+        str(meta["content"]), str(meta["weights_sha256"])
+    except FileNotFoundError:
+        raise JaxstyleError(f"sidecar {str(path)!r} does not exist; give the OUT.png.json written next to an image") from None
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise JaxstyleError(f"{str(path)!r} is not a readable jaxstyle sidecar ({type(e).__name__}: {e}); "
+                            "give the OUT.png.json written next to an image") from None
+    return meta
