@@ -118,9 +118,9 @@ def main() -> int:
     for size in args.sizes:
         for mode in args.modes:
             h, w = size * 3 // 4, size
-            if mode in ("untiled", "remat") and memory.untiled_bytes(h, w) > memory.free_memory_bytes():
+            if mode in ("untiled", "remat") and memory.untiled_bytes(h, w) > memory.memory_limit().available:
                 print(f"{w:>5}x{h:<4} {mode:<20} skipped: needs about {memory.untiled_bytes(h, w) / 2**30:.0f} GB "
-                      f"untiled, {memory.free_memory_bytes() / 2**30:.0f} GB free", flush=True)
+                      f"untiled, {memory.memory_limit().available / 2**30:.0f} GB free", flush=True)
                 continue
             out = subprocess.run([sys.executable, __file__, "--one", str(size), mode, "--tile", str(args.tile),
                                   "--band", str(args.band), "--repeats", str(args.repeats), "--keep", args.keep], capture_output=True, text=True, env=os.environ)

@@ -471,3 +471,99 @@ with interrupt.installed():
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "raised again 130", proc.stderr
+
+
+# --- the operating system says no ----------------------------------------------------------------
+
+def test_odd_names_and_links_are_one_line_before_any_work(capsys, folder):
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    refused(capsys, [folder / "loop.png", folder / "s.png", "-o", folder / "o.png", *SHALLOW], folder,
+            "is a loop of symbolic links")
+    refused(capsys, [folder / "c.png", folder / "s.png", "-o", folder / ("a" * 300 + ".png"), *SHALLOW], folder,
+            "304 bytes long, more than the 255")
+    # 251 bytes is a legal name, but its sidecar's (OUT.png.json) is not
+    refused(capsys, [folder / "c.png", folder / "s.png", "-o", folder / ("a" * 247 + ".png"), *SHALLOW], folder,
+            "the sidecar file name is 256 bytes long")
+
+
+def test_a_legal_long_name_is_written_with_a_short_enough_temporary_name(capsys, folder):
+    """A 240-byte name: its temporary sibling (.NAME.jaxstyle-PID-….tmp) would pass 255 bytes, so it
+    carries a hash of the name instead; the image and its sidecar arrive, no temporary file stays."""
+    out = folder / ("b" * 236 + ".png")
+    assert cli.main([str(folder / "c.png"), str(folder / "s.png"), "-o", str(out), *SHALLOW]) == 0
+    assert out.is_file() and (folder / (out.name + ".json")).is_file()
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_outputs_honour_the_umask_and_keep_an_existing_files_mode(folder):
+    previous = os.umask(0o022)
+    try:
+        image.save_image(smooth_image(8, 8), folder / "new.png")
+        assert (folder / "new.png").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        image.save_image(smooth_image(8, 8), folder / "private.png")
+        assert (folder / "private.png").stat().st_mode & 0o777 == 0o600
+        (folder / "new.png").chmod(0o640)
+        image.save_image(smooth_image(8, 8, 1.0), folder / "new.png")  # replaced: its mode stays
+        assert (folder / "new.png").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(previous)
+
+
+def test_a_full_disk_is_one_line_and_replaces_neither_image_nor_sidecar(capsys, folder, monkeypatch):
+    """ENOSPC while writing the sidecar (after the image's temporary file is complete): exit 2, one
+    line naming the file and the fix, the previous image and sidecar untouched, no temporary file."""
+    out = folder / "o.png"
+    assert cli.main([str(folder / "c.png"), str(folder / "s.png"), "-o", str(out), *SHALLOW]) == 0
+    capsys.readouterr()
+    real_write_text = Path.write_text
+
+    def full(self, text, *args, **kwargs):
+        if self.name.startswith(".o.png.json"):
+            real_write_text(self, text[: len(text) // 2], *args, **kwargs)  # half of it fits, then the disk is full
+            raise OSError(28, "No space left on device")
+        return real_write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    line = refused(capsys, [folder / "c.png", folder / "s.png", "-o", out, *SHALLOW, "--seed", "3"], folder,
+                   "no space left on the device")
+    assert "'o.png.json'" in line and "free space or write elsewhere" in line
+
+
+def test_a_full_disk_during_a_sweep_stops_it_in_one_line_keeping_finished_jobs(capsys, folder, monkeypatch):
+    spec = write(folder, "spec.toml", '[base]\nsize = 32\nsteps = 2\nstyle_layers = ["relu1_1"]\n'
+                 'content_layers = ["relu1_1"]\n[grid]\ncontent = ["c.png"]\nstyle = ["s.png"]\nseed = [0, 1, 2]\n')
+    real_save = image.image_writer
+    saved = []
+
+    def full_after_one(img, path, bit_depth=8):
+        if saved:
+            def write(tmp):
+                raise OSError(28, "No space left on device")
+            return write
+        saved.append(path)
+        return real_save(img, path, bit_depth)
+
+    monkeypatch.setattr(image, "image_writer", full_after_one)
+    rc = cli.main(["sweep", str(spec), "-o", str(folder / "out"), "--quiet", "--batch", "1"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "no space left on the device" in lines[0], err
+    assert not [p for p in (folder / "out").iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()  # space freed: the same command finishes the sweep, keeping the job done before
+    assert cli.main(["sweep", str(spec), "-o", str(folder / "out"), "--quiet", "--batch", "1"]) == 0
+    assert "2 done, 1 already done, 0 failed" in capsys.readouterr().err
+    assert len(read_manifest(folder / "out")) == 3
+
+
+def test_save_every_checks_the_pattern_not_every_path(capsys, folder):
+    """A billion steps with --save-every 5: the names are checked by their pattern (the run would
+    otherwise build 2e8 paths first); an input that one of them would overwrite is refused."""
+    (folder / "o_0010.png").write_bytes((folder / "c.png").read_bytes())
+    refused(capsys, [folder / "o_0010.png", folder / "s.png", "-o", folder / "o.png", *SHALLOW, "--steps", "12",
+                     "--save-every", "5"],
+            folder, "--save-every 5 would overwrite the content image")
+    start = time.perf_counter()
+    refused(capsys, [folder / "c.png", folder / "s.png", "-o", folder / "o.png", "--steps", "1000000000",
+                     "--save-every", "5", "--size", "8"], folder, "`size` (=8) is too small")
+    assert time.perf_counter() - start < 5

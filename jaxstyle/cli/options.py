@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..config import StyleConfig, options
 from ..errors import JaxstyleError
+from ..io.image import check_writable, file_identity
 
 DEVICES = ("cpu", "gpu", "tpu")
 COMMANDS = ("stylize", "rerun", "sweep", "video", "weights", "figure", "reconstruct", "texture")
@@ -147,8 +148,6 @@ def device(kind: str | None):
 def check_outputs(outputs: dict[str, Path], inputs: dict[str, object]) -> None:
     """Refuse, before any work, outputs that cannot be written or that would destroy a file: two
     outputs on one path, or an output on an input image (compared as files: links count)."""
-    from ..io.image import check_writable, file_identity
-
     seen = {file_identity(path): ("input", what) for what, path in inputs.items() if isinstance(path, (str, Path))}
     for what, path in outputs.items():
         check_writable(path, what)

@@ -6,8 +6,13 @@ import sys
 from pathlib import Path
 
 from ..config import StyleConfig
+from ..examples import CONTENT, SECOND_STYLE, STYLE
+from ..io.image import check_output_path, save_image, save_pil
+from ..io.sheet import loss_plot
 from ..model import vgg
 from ..optim import optimize
+from ..run import paper as figures
+from ..run.paper import TEXTURE_NOISE
 from .options import add, check_outputs, texture_layers
 
 
@@ -18,8 +23,6 @@ def add_parsers(sub) -> None:
 
 
 def _add_parser(sub, command: str) -> None:
-    from ..run.paper import TEXTURE_NOISE
-
     paper = StyleConfig.paper()
     p = sub.add_parser(command, prog=f"jaxstyle {command}", help=f"the paper's {command}", description={
         "figure": "Reproduce a figure of Gatys et al. (2015) as a labelled contact sheet (1, 2, 3), or the spatial "
@@ -58,8 +61,6 @@ def _add_parser(sub, command: str) -> None:
 
 
 def _paper_outputs(args, inputs: dict) -> Path:
-    from ..io.image import check_output_path
-
     output = check_output_path(args.output)
     outputs = {"-o": output}
     if args.plot_loss:
@@ -75,9 +76,6 @@ def _paper_config(args, **changes) -> StyleConfig:
 
 def _paper_done(args, command: str, histories: dict) -> int:
     if args.plot_loss:
-        from ..io.image import save_pil
-        from ..io.sheet import loss_plot
-
         save_pil(loss_plot(histories, title=f"jaxstyle {command}: loss per step"), args.plot_loss)
     if not args.quiet:
         print(f"wrote {args.output}", file=sys.stderr)
@@ -86,50 +84,40 @@ def _paper_done(args, command: str, histories: dict) -> int:
 
 def run_reconstruct(args, argv) -> int:
     """``jaxstyle reconstruct``: content reconstruction from white noise at one layer."""
-    from ..run import paper
-    from ..io.image import save_image
-
     output = _paper_outputs(args, {"input image": args.image})
-    result = paper.reconstruct(args.image, args.layer, _paper_config(args, noise_scale=args.noise_scale))
+    result = figures.reconstruct(args.image, args.layer, _paper_config(args, noise_scale=args.noise_scale))
     save_image(result.image, output)
     return _paper_done(args, "reconstruct", {args.layer: result.history})
 
 
 def run_texture(args, argv) -> int:
     """``jaxstyle texture``: texture synthesis from Gram matrices alone."""
-    from ..run import paper
-    from ..io.image import save_image
-
     output = _paper_outputs(args, {"input image": args.image})
-    result = paper.texture(args.image, args.layers, _paper_config(args, noise_scale=args.noise_scale))
+    result = figures.texture(args.image, args.layers, _paper_config(args, noise_scale=args.noise_scale))
     save_image(result.image, output)
     return _paper_done(args, "texture", {",".join(args.layers): result.history})
 
 
 def run_figure(args, argv) -> int:
     """``jaxstyle figure N``: one of the paper's figures as a labelled contact sheet."""
-    from ..run import paper
-    from ..examples import CONTENT, SECOND_STYLE, STYLE
-    from ..io.image import save_pil
-
     output = _paper_outputs(args, {"content image": args.content, "content mask": args.content_mask,
                                    **{f"style image {i + 1}": s for i, s in enumerate(args.styles or [])}})
     config = _paper_config(args, content_weight=args.ratio, style_weight=1.0)
     content, styles = args.content or str(CONTENT), args.styles or [str(STYLE)]
     if args.number == "spatial":
-        sheet, res = paper.figure_spatial(content, args.styles or [str(STYLE), str(SECOND_STYLE)], config,
+        sheet, res = figures.figure_spatial(content, args.styles or [str(STYLE), str(SECOND_STYLE)], config,
                                           args.content_mask, args.horizon)
         histories = {name: r.history for name, r in res.items()}
     elif args.number == "1":
-        sheet, res = paper.figure1(content, styles[0], config)
+        sheet, res = figures.figure1(content, styles[0], config)
         histories = {**{f"texture {k}": r.history for k, r in res["textures"].items()},
                      **{f"content {k}": r.history for k, r in res["contents"].items()}}
     elif args.number == "2":
-        sheet, res = paper.figure2(content, styles, config)
+        sheet, res = figures.figure2(content, styles, config)
         histories = {f"style {i + 1}": r.history for i, r in enumerate(res)}
     else:
-        sheet, res = paper.figure3(content, styles[0], config)
-        histories = {f"{paper.paper_name(row[0].config.style_layers[-1])} a/b={r.config.content_weight:g}": r.history
+        sheet, res = figures.figure3(content, styles[0], config)
+        histories = {f"{figures.paper_name(row[0].config.style_layers[-1])} a/b={r.config.content_weight:g}": r.history
                      for row in res for r in row[::3]}
     save_pil(sheet, output)
     return _paper_done(args, "figure", histories)

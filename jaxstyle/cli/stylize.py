@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
 from .. import interrupt
 from ..config import INITS, StyleConfig
 from ..errors import JaxstyleError
+from ..evaluate import memory
+from ..io.image import atomic_write_all, check_output_path, image_writer, same_file, save_image, save_pil
+from ..io.sheet import loss_plot
 from ..model.hub import DEFAULT as DEFAULT_WEIGHTS
+from ..model.hub import load as load_weights
+from ..run.problem import Job, prepare_job
+from ..run.provenance import metadata, read_sidecar, sidecar_path, sidecar_writer
+from ..run.transfer import run
 from .endings import say, step_progress
-from .options import COMMANDS, DEVICES, PRESETS, add, add_config_options, check_outputs, config_from_args, device, given_options
+from .options import (COMMANDS, DEVICES, PRESETS, add, add_config_options, check_outputs, config_from_args, device,
+                      given_options)
 
 
 def add_parsers(sub) -> None:
@@ -63,6 +72,20 @@ def intermediate_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_{step:04d}{output.suffix}")
 
 
+def _intermediate_step(output: Path, path) -> int | None:
+    """The step whose ``--save-every`` image ``path`` would be, or ``None``."""
+    if not isinstance(path, (str, Path)) or not same_file(Path(path).parent, output.parent):
+        return None
+    match = re.fullmatch(rf"{re.escape(output.stem)}_(\d{{4,}}){re.escape(output.suffix)}", Path(path).name)
+    return int(match.group(1)) if match and intermediate_path(output, int(match.group(1))) == output.with_name(
+        Path(path).name) else None
+
+
+def _saved_steps(every: int | None, total: int):
+    """Whether ``--save-every`` writes the image of a step: every ``every``-th and the last."""
+    return lambda step: bool(every) and 1 <= step <= total and (step % every == 0 or step == total)
+
+
 @dataclasses.dataclass(frozen=True)
 class Render:
     """One image to render, as the main command and ``rerun`` describe it."""
@@ -84,12 +107,6 @@ class Render:
 
 def render(job: Render) -> int:
     """Check every output, then optimise, save the image, its sidecar and the optional plot."""
-    from ..model.hub import load as load_weights
-    from ..io.image import check_output_path, save_image
-    from ..run.provenance import metadata, sidecar_path, write_sidecar
-    from ..run.problem import Job, prepare_job
-    from ..run.transfer import run
-
     config = job.config
     if job.save_every is not None and job.save_every < 1:
         raise JaxstyleError(f"--save-every (={job.save_every}) must be a positive number of steps")
@@ -98,8 +115,9 @@ def render(job: Render) -> int:
     if job.plot_loss:
         outputs["--plot-loss"] = check_output_path(job.plot_loss)
     total = sum(steps for _, steps in config.schedule())
-    if job.save_every:
-        for step in sorted({*range(job.save_every, total + 1, job.save_every), total}):
+    saved = _saved_steps(job.save_every, total)
+    if job.save_every:  # the pattern, checked at its shortest and longest names, not every path
+        for step in sorted({job.save_every, total}):
             outputs[f"the --save-every image of step {step}"] = intermediate_path(output, step)
     inputs = {"content image": job.content, **{f"style image {i + 1}": s for i, s in enumerate(job.styles)}}
     if config.init not in INITS:
@@ -108,8 +126,14 @@ def render(job: Render) -> int:
         inputs["--content-mask"] = config.content_mask
     inputs.update({f"style mask {i + 1}": m for i, m in enumerate(config.style_masks or ())})
     check_outputs(outputs, inputs)
+    for what, path in inputs.items():  # an input the --save-every images would overwrite
+        step = _intermediate_step(output, path)
+        if step is not None and saved(step):
+            raise JaxstyleError(f"--save-every {job.save_every} would overwrite the {what} {str(path)!r} at step "
+                                f"{step}; choose another output name")
     prepared = prepare_job(Job(job.content, job.styles, config))  # bad images fail before any work
     weights = load_weights(job.weights)  # stylize() normalises it if the config asks
+    budget = memory.budget(config.memory_budget)  # recorded in the sidecar
     if job.weights_sha256 is not None and weights.sha256 != job.weights_sha256:
         raise JaxstyleError(f"the weights {job.weights!r} no longer have the SHA-256 recorded in {job.sidecar}; "
                             "restore the file the image was made with")
@@ -118,21 +142,19 @@ def render(job: Render) -> int:
             interrupt.check()
             if show is not None:
                 show(p)
-            if job.save_every and (p.step % job.save_every == 0 or p.step == total):  # the names checked above
+            if saved(p.step):  # the names checked above
                 path = intermediate_path(output, p.step)
                 save_image(p.image(), path, job.bit_depth)
                 interrupt.keep(path.name)
 
         (result,) = run([prepared], weights=weights, callback=callback, log=None if job.quiet else say, strict=True)
     interrupt.check()
-    save_image(result.image, output, job.bit_depth)
+    meta = metadata(result, content=job.content, styles=job.styles, weights=job.weights, weights_sha256=weights.sha256,
+                    bit_depth=job.bit_depth, argv=job.argv, memory_budget=budget)
+    atomic_write_all([(output, image_writer(result.image, output, job.bit_depth)),  # both or neither
+                      (sidecar_path(output), sidecar_writer(meta))])
     interrupt.keep(output.name)
-    write_sidecar(output, metadata(result, content=job.content, styles=job.styles, weights=job.weights,
-                                   weights_sha256=weights.sha256, bit_depth=job.bit_depth, argv=job.argv))
     if job.plot_loss:
-        from ..io.image import save_pil
-        from ..io.sheet import loss_plot
-
         save_pil(loss_plot({"total loss": result.history}, title=f"{output.name}: loss per step"), job.plot_loss)
     t = result.timings
     print(
@@ -146,8 +168,6 @@ def render(job: Render) -> int:
 
 def run_rerun(args: argparse.Namespace, argv) -> int:
     """``jaxstyle rerun``: the same image again from its sidecar."""
-    from ..run.provenance import read_sidecar
-
     meta = read_sidecar(args.sidecar)
     original = Path(str(args.sidecar)[: -len(".json")]) if str(args.sidecar).endswith(".json") else Path(args.sidecar)
     output = args.output or str(original.with_name(f"{original.stem}_rerun{original.suffix}"))

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from ..errors import JaxstyleError
 from ..model.hub import DEFAULT as DEFAULT_WEIGHTS
+from ..model.hub import load as load_weights
+from ..run import cluster
+from ..run import sweep as sweeps
 from .endings import Bar, resumable
 
 
@@ -33,11 +36,6 @@ def add_parsers(sub) -> None:
 
 def run_sweep(args: argparse.Namespace, argv) -> int:
     """``jaxstyle sweep``: run or resume a sweep spec; exit 1 if a job failed."""
-    from ..run import cluster
-    from ..model.hub import load as load_weights
-    from ..run.sweep import SHEET
-    from ..run.sweep import run_sweep as sweep
-
     if args.batch is not None and args.batch < 1:
         raise JaxstyleError(f"--batch (={args.batch}) must be a positive number of jobs")
     manual = (args.coordinator, args.num_processes, args.process_id)
@@ -49,16 +47,14 @@ def run_sweep(args: argparse.Namespace, argv) -> int:
     bar = Bar(args.quiet, unit="job", desc="sweep")  # appears once the spec and the folder have been checked
 
     def kept() -> int:
-        from ..run.sweep import done_ids
-
-        return len(done_ids(Path(args.output))) if Path(args.output).is_dir() else 0
+        return len(sweeps.done_ids(Path(args.output))) if Path(args.output).is_dir() else 0
 
     with bar, resumable(kept, "job", args.output):
-        counts = sweep(args.spec, args.output, batch_size=args.batch, weights=load_weights(args.weights),
+        counts = sweeps.run_sweep(args.spec, args.output, batch_size=args.batch, weights=load_weights(args.weights),
                        progress=bar.show, processes=processes)
     who = f" (process {processes.index} of {processes.count})" if processes.count > 1 else ""
     print(f"sweep{who}: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed, "
           f"{counts['groups']} compiled group(s); results in {args.output}"
-          + (f"; contact sheet {SHEET}" if processes.index == 0 and (Path(args.output) / SHEET).is_file() else ""),
+          + (f"; contact sheet {sweeps.SHEET}" if processes.index == 0 and (Path(args.output) / sweeps.SHEET).is_file() else ""),
           file=sys.stderr)
     return 1 if counts["failed"] else 0

@@ -7,17 +7,18 @@ import sys
 from pathlib import Path
 
 from ..errors import JaxstyleError
+from ..io.flow import FLOWS
+from ..io.frames import VIDEO_SUFFIXES, is_video_file, parse_frames
+from ..io.image import OUTPUT_FORMATS, same_file
 from ..model.hub import DEFAULT as DEFAULT_WEIGHTS
+from ..model.hub import load as load_weights
+from ..run.video import VideoOptions, frames_folder, stylize_video
 from .endings import Bar, resumable
 from .options import DEVICES, PRESETS, add, add_config_options, check_outputs, config_from_args, device, given_options
 
 
 def add_parsers(sub) -> None:
     """The ``video`` command."""
-    from ..io.flow import FLOWS
-    from ..io.frames import VIDEO_SUFFIXES
-    from ..run.video import VideoOptions
-
     default = VideoOptions()
     v = sub.add_parser("video", prog="jaxstyle video", help="stylise a video, frame after frame, temporally consistent",
                        description="Stylise a video (a file, or a folder of frames) frame after frame, each frame started "
@@ -48,11 +49,6 @@ def add_parsers(sub) -> None:
 
 def run_video(args: argparse.Namespace, argv) -> int:
     """``jaxstyle video``: stylise a video or a folder of frames, resumably."""
-    from ..io.frames import is_video_file, parse_frames
-    from ..model.hub import load as load_weights
-    from ..io.image import OUTPUT_FORMATS, same_file
-    from ..run.video import VideoOptions, frames_folder, stylize_video
-
     config = config_from_args(args, given_options(argv))
     options = VideoOptions(args.temporal_weight, args.flow, parse_frames(args.frames), args.fps, args.warp_start,
                            args.frame_steps).validate()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from ..model import hub
+from ..model.convert import convert
 from ..model.hub import DEFAULT as DEFAULT_WEIGHTS
+from ..model.weights import trust
 from .options import Parser
 
 
@@ -32,8 +35,6 @@ def add_parsers(sub) -> None:
 
 def run_weights_list(args, argv) -> int:
     """``jaxstyle weights list``: known sets, cached or not, sizes and hashes."""
-    from ..model import hub
-
     for row in hub.status():
         size = f"{row['bytes'] / 1e6:.1f} MB" if row["bytes"] else "-"
         where = row["path"] or "not cached"
@@ -44,32 +45,24 @@ def run_weights_list(args, argv) -> int:
 
 def run_weights_fetch(args, argv) -> int:
     """``jaxstyle weights fetch NAME``: download a set through huggingface_hub."""
-    from ..model import hub
-
     print(f"{args.name}: {hub.fetch(args.name, force=args.force)}")
     return 0
 
 
 def run_weights_verify(args, argv) -> int:
     """``jaxstyle weights verify``: check a set's SHA-256."""
-    from ..model import hub
-
     print(f"{args.name}: ok, sha256 {hub.verify(args.name)}")
     return 0
 
 
 def run_weights_trust(args, argv) -> int:
     """``jaxstyle weights trust PATH``: record a weight file's SHA-256 after it loads."""
-    from ..model.weights import trust
-
     print(f"{args.path}: trusted, sha256 {trust(args.path)}")
     return 0
 
 
 def run_weights_convert(args, argv) -> int:
     """``jaxstyle weights convert``: convert a weight file, with the feature-error report."""
-    from ..model.convert import convert
-
     errors = convert(args.source, args.output, quantize=args.quantize, preprocessing=args.preprocessing)
     print(f"wrote {args.output}; relative feature error on the test image:")
     for layer, err in errors.items():

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 
+from ..errors import JaxstyleError
 from ..optim import lbfgs, optimize
 
 # Memory model (bytes; XLA:CPU, float32, default layers to relu5_1). Untiled: an evaluation keeps
@@ -43,6 +46,115 @@ BAND_CHOICES = (512, 384, 256, 192, 128, 96, 64, 48, 32, 16)  # rows per band tr
 KEEP_MIN_ROWS = 128
 
 
+# --- what the process may use --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Limit:
+    """The memory this process may use: ``available`` bytes now, ``total`` at most, bound by ``source``."""
+
+    available: int
+    total: int
+    source: str  # the limit that binds, in words ("the cgroup's memory.max", "RLIMIT_AS", …)
+
+
+_NO_LIMIT = 1 << 62  # what cgroup v1 writes for "unlimited" (9223372036854771712) and above
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except (OSError, ValueError):
+        return None
+    if text == "max":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return None if value >= _NO_LIMIT else value
+
+
+def _stat(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == key:
+                return int(fields[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _cgroup_limits(proc: Path, cgroup_root: Path) -> list[Limit]:
+    """The memory limits of this process's cgroup and of each of its ancestors (v2 and v1), each with
+    what is left under it: the limit minus the usage, page cache that can be dropped not counted."""
+    try:
+        lines = (proc / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        if controllers == "":  # v2: one unified hierarchy
+            base, files, version = cgroup_root / "unified", ("memory.max", "memory.current", "inactive_file"), "v2"
+            if not (base / "cgroup.controllers").exists():
+                base = cgroup_root
+        elif "memory" in controllers.split(","):
+            base, files, version = cgroup_root / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes",
+                                                           "total_inactive_file"), "v1"
+        else:
+            continue
+        parts = [p for p in path.strip("/").split("/") if p]
+        for depth in range(len(parts), -1, -1):  # the cgroup itself, then each ancestor
+            folder = base.joinpath(*parts[:depth])
+            limit = _read_int(folder / files[0])
+            if limit is None:
+                continue
+            usage = _read_int(folder / files[1]) or 0
+            usage = max(0, usage - _stat(folder / "memory.stat", files[2]))
+            found.append(Limit(max(0, limit - usage), limit, f"the cgroup's {files[0]} ({version}, {folder})"))
+    return found
+
+
+def _rlimit_limits(proc: Path, rlimits) -> list[Limit]:
+    """The address-space and data-segment rlimits, each minus what the process maps already."""
+    import resource
+
+    found = []
+    for name, field in (("RLIMIT_AS", "VmSize"), ("RLIMIT_DATA", "VmData")):
+        if rlimits is not None:
+            soft = rlimits.get(name)
+        elif hasattr(resource, name):
+            soft = resource.getrlimit(getattr(resource, name))[0]
+        else:
+            soft = None
+        if soft is None or soft == resource.RLIM_INFINITY or soft < 0:
+            continue
+        used = _stat(proc / "self" / "status", field + ":") * 1024  # "VmSize:  1498052 kB"
+        found.append(Limit(max(0, soft - used), soft, f"the process's {name} (ulimit)"))
+    return found
+
+
+def _host_memory(proc: Path) -> Limit:
+    available = total = None
+    try:
+        for line in (proc / "meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+            elif line.startswith("MemTotal:"):
+                total = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None or total is None:
+        try:
+            page = os.sysconf("SC_PAGE_SIZE")
+            available = os.sysconf("SC_AVPHYS_PAGES") * page if available is None else available
+            total = os.sysconf("SC_PHYS_PAGES") * page if total is None else total
+        except (ValueError, OSError, AttributeError):
+            available, total = available or 4 << 30, total or 8 << 30
+    return Limit(available, total, "the host's available memory")
+
+
 def _accelerator_stats() -> dict | None:
     """The default device's memory statistics when it reports a limit (GPU, TPU), else ``None``."""
     device = jax.local_devices()[0]
@@ -50,22 +162,54 @@ def _accelerator_stats() -> dict | None:
     return stats if stats and "bytes_limit" in stats else None
 
 
-def free_memory_bytes() -> int:
-    """Memory free on the default device: the accelerator's own, else the host's available memory."""
-    stats = _accelerator_stats()
-    if stats:
-        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
+def memory_limit(*, proc: str | os.PathLike = "/proc", cgroup_root: str | os.PathLike = "/sys/fs/cgroup",
+                 rlimits: dict | None = None, accelerator: bool = True) -> Limit:
+    """The smallest real limit on the memory this process may use.
+
+    On a GPU or TPU, the accelerator's own memory. On the host, the least of the memory the host has
+    available (``MemAvailable``), each enclosing cgroup's limit minus its usage (v2 ``memory.max`` and
+    ``memory.current``, v1 ``memory.limit_in_bytes`` and ``memory.usage_in_bytes``, found through
+    ``/proc/self/cgroup``: containers, Kubernetes, SLURM jobs) and the address-space and data rlimits
+    (``ulimit -v``, ``ulimit -d``) minus what the process maps already.
+
+    Args:
+      proc, cgroup_root, rlimits: where to read (``rlimits``: ``{"RLIMIT_AS": bytes, …}`` instead of
+        the process's own), for tests.
+      accelerator: consult the default device first.
+    """
+    if accelerator:
+        stats = _accelerator_stats()
+        if stats:
+            device = jax.local_devices()[0]
+            return Limit(int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)), int(stats["bytes_limit"]),
+                         f"the {device.platform} device's memory")
+    proc = Path(proc)
+    limits = [_host_memory(proc), *_cgroup_limits(proc, Path(cgroup_root)), *_rlimit_limits(proc, rlimits)]
+    tightest = min(limits, key=lambda limit: limit.available)
+    return Limit(tightest.available, min(limit.total for limit in limits), tightest.source)
+
+
+BUDGET_FRACTION = 0.7  # of the available memory, when --max-memory is not given
+
+
+def budget(max_memory: float | None = None, limit: Limit | None = None) -> tuple[float, str]:
+    """The memory budget in bytes and where it comes from: ``max_memory`` (bytes) when given, else
+    :data:`BUDGET_FRACTION` of :func:`memory_limit`'s available memory."""
+    if max_memory is not None:
+        return float(max_memory), "--max-memory"
+    limit = memory_limit() if limit is None else limit
+    return BUDGET_FRACTION * limit.available, f"{BUDGET_FRACTION:.0%} of {limit.source}"
+
+
+def check_max_memory(max_memory: float | None, limit: Limit | None = None) -> None:
+    """Refuse a ``max_memory`` (bytes) above the hard limit on this process: the run would be killed
+    (or abort in the allocator) before it ends. Raises :class:`JaxstyleError` naming the limit."""
+    if max_memory is None:
+        return
+    limit = memory_limit() if limit is None else limit
+    if max_memory > limit.total:
+        raise JaxstyleError(f"--max-memory {max_memory / 2**30:.3g} GB is more than this process may use: "
+                            f"{limit.total / 2**30:.3g} GB ({limit.source}); give at most that, or drop --max-memory")
 
 
 def more_pairs_bytes(memory: lbfgs.Memory, calibrated: lbfgs.Memory = CALIBRATED) -> int:
@@ -93,14 +237,3 @@ def banded_bytes(plan, memory: lbfgs.Memory = PLANNED) -> int:
     """Estimated peak bytes of a streamed run (``jaxstyle.evaluate.bands``) with this plan and L-BFGS memory."""
     return (BASE_BYTES + BAND_BYTES_PER_PIXEL * plan.band * plan.width + CARRY_BYTES_PER_COLUMN * plan.bands * plan.width
             + (state_bytes_per_pixel(memory) + (KEEP_BYTES_PER_PIXEL if plan.keep else 0)) * plan.height * plan.width)
-
-
-def total_memory_bytes() -> int:
-    """All of the default device's memory (the accelerator's, else the host's RAM)."""
-    stats = _accelerator_stats()
-    if stats:
-        return int(stats["bytes_limit"])
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30

@@ -5,8 +5,12 @@ Outputs: PNG (8 or 16 bits per channel), JPEG (8), TIFF (8 or 16), chosen by ext
 
 from __future__ import annotations
 
+import errno
+import glob
+import hashlib
 import io
 import os
+import stat
 import struct
 import tempfile
 import warnings
@@ -113,6 +117,13 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     half of it are read with one warning.
     """
     path = as_path(path, "image path")
+    try:
+        path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise JaxstyleError(f"image path {str(path)!r} is a loop of symbolic links; point it at an image file") from None
+        if e.errno == errno.ENAMETOOLONG:
+            raise JaxstyleError(f"image path {str(path)!r} is longer than a path may be; check the path") from None
     if not path.exists():
         raise JaxstyleError(f"image file {str(path)!r} does not exist; check the path")
     if path.is_dir():
@@ -169,12 +180,23 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     writable, and ``path`` is not a folder."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    if len(path.name.encode()) > NAME_MAX:
+        raise JaxstyleError(f"{what} file name is {len(path.name.encode())} bytes long, more than the {NAME_MAX} a "
+                            f"file name may have; choose a shorter name")
     if not parent.is_dir():
         raise JaxstyleError(f"{what} folder {str(parent)!r} does not exist; create it first")
     if path.is_dir():
         raise JaxstyleError(f"{what} {str(path)!r} is an existing folder; name a file (or remove the folder)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise JaxstyleError(f"{what} folder {str(parent)!r} is not writable; choose another folder or fix its permissions")
+    if path.is_file():
+        try:
+            with open(path, "ab"):  # writes nothing; refused only for an immutable or append-only file
+                pass
+        except PermissionError as e:
+            if e.errno == errno.EPERM:
+                raise JaxstyleError(f"{what} {str(path)!r} cannot be replaced (it is immutable or append-only: "
+                                    "chattr -i); choose another name or lift the flag") from None
     return path
 
 
@@ -189,37 +211,87 @@ def file_identity(path: str | os.PathLike) -> tuple:
     try:
         st = os.stat(path)
         return ("inode", st.st_dev, st.st_ino)
-    except OSError:
+    except (OSError, ValueError):
+        pass
+    try:
         return ("path", str(Path(path).resolve()))
+    except (OSError, RuntimeError):  # a symbolic-link loop, a name too long: checked where it is used
+        return ("path", os.path.abspath(path))
 
 
 TEMP_TAG = ".jaxstyle-"  # in every temporary file name this package writes: only those are ever cleaned
+NAME_MAX = 255  # bytes in one file name, on every common filesystem
+
+
+class DiskFull(JaxstyleError):
+    """The device ran out of space (or quota) while writing; nothing was replaced."""
+
+
+def _temp_stem(name: str) -> str:
+    """The part of ``name`` a temporary file's name carries: all of it, or for a name so long that
+    ``.NAME.jaxstyle-PID-XXXXXXXX.tmp`` would pass :data:`NAME_MAX` bytes, its start and a hash."""
+    if len(f".{name}{TEMP_TAG}4194304-abcdefgh.tmp".encode()) <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return name.encode()[:160].decode(errors="ignore") + "~" + digest
+
+
+def _new_mode(path: Path) -> int:
+    """The mode a written file gets: the replaced file's, else what the umask allows (as ``open`` would)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
-    Readers see the old file or the complete new one, never a half-written one. Temporary files
-    left by a killed earlier writer of ``path`` (their process is gone) are removed first.
+    Readers see the old file or the complete new one, never a half-written one; the new file keeps
+    the replaced file's mode (else the umask's). Temporary files left by a killed earlier writer of
+    ``path`` (their process is gone) are removed first. Raises :class:`DiskFull` when the device
+    runs out of space, the old file untouched.
     """
-    path = Path(path)
-    clean_stale_temps(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_TAG}{os.getpid()}-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    atomic_write_all([(path, write)])
+
+
+def atomic_write_all(files) -> None:
+    """:func:`atomic_write` of several files as one: every ``(path, write)`` is written to its
+    temporary file first and only then are all renamed into place, so a failure in any (a full
+    disk) replaces none of them (an image is never left without its sidecar)."""
+    written = []
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for path, write in files:
+            path = Path(path)
+            clean_stale_temps(path.parent, _temp_stem(path.name))
+            fd, tmp = tempfile.mkstemp(prefix=f".{_temp_stem(path.name)}{TEMP_TAG}{os.getpid()}-", suffix=".tmp",
+                                       dir=path.parent)
+            os.close(fd)
+            written.append((tmp, path))
+            write(tmp)
+            os.chmod(tmp, _new_mode(path))
+        for tmp, path in written:
+            os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = written[-1][1] if written else Path(files[0][0])
+            raise DiskFull(f"no space left on the device of {str(where.parent)!r} writing {where.name!r}; free "
+                           "space or write elsewhere (nothing was replaced)") from None
         raise
+    finally:
+        for tmp, _ in written:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def clean_stale_temps(folder: str | os.PathLike, name: str = "*") -> list[Path]:
-    """Remove this package's temporary files in ``folder`` (for target ``name``) whose writing process
-    is no longer alive; never anyone else's files. Returns the removed paths."""
+    """Remove this package's temporary files in ``folder`` (for target ``name``, as :func:`_temp_stem`
+    shortens it) whose writing process is no longer alive; never anyone else's files. Returns the
+    removed paths."""
     removed = []
-    for tmp in Path(folder).glob(f".{name}{TEMP_TAG}*.tmp"):
+    for tmp in Path(folder).glob(f".{glob.escape(name)}{TEMP_TAG}*.tmp"):
         pid = tmp.name.rsplit(TEMP_TAG, 1)[1].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             try:
@@ -298,22 +370,27 @@ def save_pil(im: Image.Image, path: str | os.PathLike) -> Path:
     return path
 
 
-def save_image(image, path: str | os.PathLike, bit_depth: int = 8) -> Path:
-    """Write an (H, W, 3) image in [0, 1] (or uint8) as PNG, JPEG or TIFF (by extension), 8 or 16
-    bits, atomically."""
+def image_writer(image, path: str | os.PathLike, bit_depth: int = 8):
+    """A ``write(tmp_path)`` for :func:`atomic_write` that writes an (H, W, 3) image in [0, 1] (or uint8)
+    as PNG, JPEG or TIFF (by ``path``'s extension), 8 or 16 bits. Checks everything first."""
     path = check_output_path(path, bit_depth)
     image = image_array(image, "the image to save")
     fmt = OUTPUT_FORMATS[path.suffix.lower()]
     if bit_depth == 16 and fmt == "PNG":
         data = png16_bytes(to_uint16(image))
-        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
-    elif fmt == "TIFF":
+        return lambda tmp: Path(tmp).write_bytes(data)
+    if fmt == "TIFF":
         import tifffile
 
         pixels = to_uint16(image) if bit_depth == 16 else to_uint8(image)
-        atomic_write(path, lambda tmp: tifffile.imwrite(tmp, pixels, photometric="rgb"))
-    else:
-        pil = Image.fromarray(to_uint8(image))
-        options = {"quality": 95} if fmt == "JPEG" else {}
-        atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **options))
-    return path
+        return lambda tmp: tifffile.imwrite(tmp, pixels, photometric="rgb")
+    pil = Image.fromarray(to_uint8(image))
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    return lambda tmp: pil.save(tmp, format=fmt, **options)
+
+
+def save_image(image, path: str | os.PathLike, bit_depth: int = 8) -> Path:
+    """Write an (H, W, 3) image in [0, 1] (or uint8) as PNG, JPEG or TIFF (by extension), 8 or 16
+    bits, atomically."""
+    atomic_write(path, image_writer(image, path, bit_depth))
+    return Path(path)

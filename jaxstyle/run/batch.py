@@ -43,7 +43,7 @@ def auto_batch_size(pixels: int, n_jobs: int, devices: int, memory: lbfgs.Memory
     """Jobs per batch: as many as fit in about half the free memory, a multiple of the devices.
     ``memory``: the jobs' L-BFGS memory (:data:`BYTES_PER_PIXEL` counts ``jaxstyle.evaluate.memory.CALIBRATED``)."""
     per_pixel = BYTES_PER_PIXEL + memory_model.more_pairs_bytes(memory)
-    fit = max(1, int(0.5 * memory_model.free_memory_bytes() // (per_pixel * pixels)))
+    fit = max(1, int(0.5 * memory_model.memory_limit().available // (per_pixel * pixels)))
     size = min(n_jobs, fit, 64)
     return max(devices, size // devices * devices)
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..evaluate import bands, objective, planner, tiling
+from ..evaluate import bands, memory, objective, planner, tiling
 from ..io import color
 from .. import losses
 from ..losses import masks
@@ -106,6 +106,7 @@ def prepare(content: ImageLike | None, styles: ImageLike | Sequence[ImageLike], 
     if not isinstance(config, StyleConfig):
         raise JaxstyleError(f"config must be a jaxstyle.StyleConfig, not {type(config).__name__}; e.g. StyleConfig(size=512)")
     config.validate()
+    memory.check_max_memory(config.memory_budget)
     if isinstance(styles, (str, bytes, os.PathLike, np.ndarray)):
         styles = [styles]
     styles = list(styles)

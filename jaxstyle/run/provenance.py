@@ -20,7 +20,7 @@ def sidecar_path(output: str | Path) -> Path:
 
 
 def metadata(result, *, content, styles, weights_sha256: str, weights: str | None = None, bit_depth: int = 8,
-             argv=None) -> dict:
+             argv=None, memory_budget: tuple[float, str] | None = None) -> dict:
     """The sidecar of a finished image: config, inputs, weights and their hash, versions, device, loss terms."""
     import jax
     import jaxlib
@@ -45,14 +45,21 @@ def metadata(result, *, content, styles, weights_sha256: str, weights: str | Non
         "evaluations": result.evaluations,
         "timings": result.timings,
         "argv": list(argv) if argv is not None else None,
+        # the budget that decided whole, bands or tiles (bytes), and where it came from
+        "memory_budget": None if memory_budget is None else {"bytes": int(memory_budget[0]), "source": memory_budget[1]},
     }
+
+
+def sidecar_writer(meta: dict):
+    """A ``write(tmp_path)`` for ``atomic_write`` that writes ``meta`` as the sidecar's JSON."""
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    return lambda tmp: Path(tmp).write_text(text)
 
 
 def write_sidecar(output: str | Path, meta: dict) -> Path:
     """Write ``meta`` as ``OUT.EXT.json`` beside ``output``, atomically; returns its path."""
     path = sidecar_path(output)
-    text = json.dumps(meta, indent=2, sort_keys=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_write(path, sidecar_writer(meta))
     return path
 
 
