@@ -338,8 +338,9 @@ class StyleConfig:
             raise JaxstyleError(f"`size` (={self.size}) is beyond any machine's memory; use at most {MAX_SIZE} px")
         if isinstance(self.scales, bool) or not isinstance(self.scales, int) or not 0 <= self.scales <= MAX_SCALES:
             raise JaxstyleError(f"`scales` (={self.scales!r}) must be an integer from 1 to {MAX_SCALES}, or 0 for automatic")
-        if self.tile is not None and not (_number(self.tile) and isinstance(self.tile, int) and self.tile >= 0):
-            raise JaxstyleError(f"`tile` (={self.tile!r}) must be a tile size in pixels (e.g. 512), or 0 to never tile")
+        if self.tile is not None and not (_number(self.tile) and isinstance(self.tile, int) and 0 <= self.tile <= MAX_SIZE):
+            raise JaxstyleError(f"`tile` (={self.tile!r}) must be a tile size in pixels from 1 to {MAX_SIZE} (e.g. 512), "
+                                "or 0 to never tile")
         if self.max_memory is not None and not (_number(self.max_memory)
                                                 and math.isfinite(self.max_memory) and self.max_memory > 0):
             raise JaxstyleError(f"`max_memory` (={self.max_memory!r}) must be a positive number of GB, e.g. 8")

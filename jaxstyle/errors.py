@@ -6,3 +6,10 @@ class JaxstyleError(ValueError):
 
     The CLI prints it as ``jaxstyle: error: <message>`` and exits with status 2.
     """
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocator's refusal: Python's ``MemoryError`` or XLA's
+    ``RESOURCE_EXHAUSTED`` (host or device memory)."""
+    text = str(error)
+    return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text or "Out of memory" in text

@@ -106,6 +106,9 @@ def test_the_planner_streams_when_it_can_and_keeps_block_4_when_that_fits():
     assert isinstance(planner.choose_plan(3072, 4096, layers, max_memory=8 << 30), tiling.TilePlan)  # MRF: not streamable
     forced = planner.choose_plan(300, 400, layers, tile=64, streamable=True)
     assert isinstance(forced, bands.BandPlan) and forced.band <= 64 and forced.tile == 64
+    # a forced size beyond the image is the image's side (a 20-digit one once spun in band planning)
+    huge = planner.choose_plan(300, 400, layers, tile=10**20, streamable=True)
+    assert isinstance(huge, bands.BandPlan) and huge.band <= 400 and huge.tile == 400
 
 
 MEASURE = """

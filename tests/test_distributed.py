@@ -143,6 +143,18 @@ def test_wrong_launches_end_with_one_line(folder):
     errs = finish(procs, timeout=120)
     assert [p.returncode for p in procs] == [2, 2]
     assert "is a file, not a folder" in our_lines(errs[0])[-1] and "process 0 could not" in our_lines(errs[1])[-1]
+    # A coordinator address that is some other server (a web server): refused at once, not a JAX abort.
+    import http.server
+    import threading
+
+    web = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        other = start(folder, "out", 1, 2, web.server_address[1])
+        err = finish([other])[0]
+    finally:
+        web.shutdown()
+    assert other.returncode == 2 and "is not a jax.distributed coordinator" in our_lines(err)[-1], err
     # A process started with another count than the coordinator's.
     port = free_port()
     procs = [start(folder, "out", 0, 2, port), start(folder, "out", 1, 3, port)]

@@ -231,6 +231,7 @@ def test_a_huge_but_legal_image_warns_once_in_our_words(folder, monkeypatch):
     (["--size", "30000"], "needs about"),
     (["--style-scale", "1000"], "--style-scale 1000"),
     (["--size", "5000", "--tile", "0"], "untiled, more than this machine has"),
+    (["--tile", "99999999999999999999"], "from 1 to 65536"),
     (["--style-weight", "1e39"], "too large for float32"),
     (["--lr", "1e300"], "must be a positive number"),
     (["--tolerance", "1"], "must be in [0, 1)"),
@@ -567,3 +568,89 @@ def test_save_every_checks_the_pattern_not_every_path(capsys, folder):
     refused(capsys, [folder / "c.png", folder / "s.png", "-o", folder / "o.png", "--steps", "1000000000",
                      "--save-every", "5", "--size", "8"], folder, "`size` (=8) is too small")
     assert time.perf_counter() - start < 5
+
+
+def test_a_sweep_with_failed_jobs_has_its_own_exit_status_and_says_where_they_are(capsys, folder):
+    image.save_image(smooth_image(1, 60), folder / "strip.png")  # too small for the layers: that job fails
+    spec = write(folder, "spec.toml", '[base]\nsize = 32\nsteps = 2\nstyle = "s.png"\nstyle_layers = ["relu1_1", '
+                 '"relu2_1"]\ncontent_layers = ["relu2_1"]\n[grid]\ncontent = ["c.png", "strip.png"]\n')
+    rc = cli.main(["sweep", str(spec), "-o", str(folder / "out"), "--quiet"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 3 and rc not in (0, 1, 2)  # 1 is kept for jaxstyle's own bugs, 2 for bad input
+    assert "1 done, 0 already done, 1 failed" in lines[-2]
+    assert lines[-1] == f'jaxstyle: 1 job(s) failed; their reasons are the "failed" lines of {folder / "out" / MANIFEST}'
+
+
+def test_converting_a_weight_file_onto_itself_is_one_line(capsys, folder, cache):
+    (folder / "w.safetensors").write_bytes(b"")  # any file: the check is on identity, before reading
+    (folder / "link.safetensors").symlink_to(folder / "w.safetensors")
+    for target in ("w.safetensors", "link.safetensors"):
+        refused(capsys, ["weights", "convert", folder / "w.safetensors", folder / target], folder, "is the source file")
+
+
+def test_fetching_without_a_network_is_one_line_at_once(capsys, folder, cache, monkeypatch):
+    import socket
+
+    def no_dns(host, *args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.perf_counter()
+    line = refused(capsys, ["weights", "fetch", "torchvision"], folder, "offline or unreachable")
+    assert "Name or service not known" in line and time.perf_counter() - start < 5  # no retries first
+
+
+# --- video: the user's files and frames ----------------------------------------------------------
+
+def test_video_never_overwrites_files_it_did_not_write(capsys, folder):
+    frames = folder / "frames"
+    frames.mkdir()
+    for k in range(2):
+        image.save_image(smooth_image(24, 32, k * 0.3), frames / f"f{k}.png")
+    out = folder / "styled"
+    out.mkdir()
+    (out / "settings.json").write_text('{"my": "own settings"}\n')
+    refused(capsys, ["video", frames, folder / "s.png", "-o", out, *SHALLOW], folder,
+            "holds files jaxstyle video did not write (settings.json)")
+
+
+def test_video_frames_of_different_sizes_are_refused_up_front(capsys, folder):
+    frames = folder / "frames"
+    frames.mkdir()
+    image.save_image(smooth_image(24, 32), frames / "f0.png")
+    image.save_image(smooth_image(30, 32), frames / "f1.png")
+    refused(capsys, ["video", frames, folder / "s.png", "-o", folder / "styled", *SHALLOW], folder,
+            "frame 'f1.png' is 32x30 px but 'f0.png' is 32x24")
+
+
+def test_rerun_finds_moved_inputs_beside_the_sidecar_and_refuses_changed_ones(capsys, folder, monkeypatch):
+    """Relative paths recorded from one folder are found again from any other (beside the sidecar);
+    an input whose bytes changed is named, and --force renders from it anyway."""
+    monkeypatch.chdir(folder)
+    assert cli.main(["c.png", "s.png", "-o", "o.png", *SHALLOW]) == 0
+    meta = json.loads((folder / "o.png.json").read_text())
+    assert meta["inputs"]["content"]["sha256"] == hashlib.sha256((folder / "c.png").read_bytes()).hexdigest()
+    moved = folder / "elsewhere"
+    moved.mkdir()
+    for name in ("c.png", "s.png", "o.png", "o.png.json"):
+        (folder / name).rename(moved / name)
+    monkeypatch.chdir(folder.parent)
+    assert cli.main(["rerun", str(moved / "o.png.json"), "--quiet"]) == 0
+    assert (moved / "o_rerun.png").read_bytes() == (moved / "o.png").read_bytes()
+    capsys.readouterr()
+    image.save_image(stripes(36, 36)[::-1], moved / "s.png")  # the painting changed
+    line = refused(capsys, ["rerun", moved / "o.png.json", "-o", moved / "new.png", "--quiet"], folder,
+                   "the style 1 image")
+    assert "changed since the image was made" in line and "--force" in line
+    assert cli.main(["rerun", str(moved / "o.png.json"), "-o", str(moved / "new.png"), "--quiet", "--force"]) == 0
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--coordinator", "127.0.0.1:99999", "--num-processes", "2", "--process-id", "1"], "a port from 1 to 65535"),
+    (["--coordinator", "127.0.0.1:8476", "--num-processes", "2", "--process-id", "1", "--coordinator-timeout", "-1"],
+     "--coordinator-timeout (=-1) must be a positive number"),
+])
+def test_impossible_coordinator_addresses_and_timeouts_are_refused_before_jax(capsys, folder, extra, expect):
+    spec = write(folder, "spec.toml", '[base]\nsize = 32\n[grid]\ncontent = ["c.png"]\nstyle = ["s.png"]\n')
+    refused(capsys, ["sweep", spec, "-o", folder / "out", "--distributed", *extra], folder, expect)

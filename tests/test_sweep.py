@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxstyle
-from jaxstyle import cli
+from jaxstyle import StyleConfig, cli
 from jaxstyle.io import image
 from jaxstyle.run.batch import Job, stylize_batch
 from jaxstyle.run.sweep import MANIFEST, expand, load_spec, run_sweep
@@ -219,3 +219,28 @@ def test_sweeps_over_the_mrf_loss_and_region_masks(images):
     assert entries["mrf"]["config"]["content_mask"] is None
     assert entries["gram"]["config"]["content_mask"] == str(images / "m.png")
     assert all(e["status"] == "ok" and np.isfinite(e["terms"]["style"]) for e in entries.values())
+
+
+def test_a_batch_the_allocator_refuses_is_retried_smaller(monkeypatch, recwarn):
+    """XLA's RESOURCE_EXHAUSTED for a batch of 4: the same jobs run 2 at a time, then 1, each result the
+    one it would have had; a single job that does not fit is not retried (the error stands)."""
+    from jaxstyle.run import batch as batching
+
+    real_run = batching.run
+    sizes = []
+
+    def tight(jobs, **kwargs):
+        sizes.append(len(jobs))
+        if len(jobs) > 1 and len(sizes) <= 2:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1234 bytes.")
+        return real_run(jobs, **kwargs)
+
+    monkeypatch.setattr(batching, "run", tight)
+    cfg = StyleConfig(size=32, steps=2, style_layers=("relu1_1",), content_layers=("relu1_1",))
+    jobs = [Job(smooth_image(24, 32, k), (stripes(32, 32),), cfg.replace(seed=k)) for k in range(4)]
+    results = stylize_batch(jobs, batch_size=4)
+    assert sizes[:3] == [4, 2, 1] and len(results) == 4 and all(r is not None for r in results)
+    assert any("retrying 2 at a time" in str(w.message) for w in recwarn)
+    monkeypatch.setattr(batching, "run", lambda jobs, **kw: (_ for _ in ()).throw(RuntimeError("RESOURCE_EXHAUSTED")))
+    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+        stylize_batch(jobs[:1], batch_size=1)

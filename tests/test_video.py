@@ -228,7 +228,7 @@ def test_bad_inputs_end_with_one_line(tmp_path, capsys, monkeypatch):
     _one_line_error(capsys, good + ["-o", str(tmp_path / "frames")], "is the input folder")
     (tmp_path / "mine").mkdir()
     image.save_image(smooth_image(8, 8), tmp_path / "mine" / video.frame_name(0))  # someone's own file
-    _one_line_error(capsys, good + ["-o", str(tmp_path / "mine")], "no jaxstyle video run recorded")
+    _one_line_error(capsys, good + ["-o", str(tmp_path / "mine")], "holds files jaxstyle video did not write")
     _one_line_error(capsys, [str(tmp_path / "missing.mp4"), style, "-o", str(tmp_path / "o.mp4")], "does not exist")
     monkeypatch.setitem(sys.modules, "cv2", None)  # as if the video extra were not installed
     _one_line_error(capsys, good + ["-o", str(tmp_path / "o.mp4")], "pip install 'jaxstyle[video]'")

@@ -8,7 +8,7 @@ import traceback
 
 from .. import interrupt
 from ..config import StyleConfig
-from ..errors import JaxstyleError
+from ..errors import JaxstyleError, is_out_of_memory
 
 ISSUES = "https://github.com/jaxstyle/jaxstyle/issues"
 
@@ -80,11 +80,6 @@ def step_progress(config: StyleConfig, quiet: bool):
         bar.close()
 
 
-def _out_of_memory(error: BaseException) -> bool:
-    text = str(error)
-    return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text or "Out of memory" in text
-
-
 def show_warning(message, category, filename, lineno, file=None, line=None):
     """``warnings.showwarning`` for the CLI: one line, ``jaxstyle: warning: …``, on stderr."""
     print(f"jaxstyle: warning: {message}", file=sys.stderr)
@@ -106,7 +101,7 @@ def one_line_endings(debug: bool, status: dict):
     except Exception as e:  # noqa: BLE001: the one place that turns every other failure into one line
         if debug:
             traceback.print_exc()
-        if _out_of_memory(e):
+        if is_out_of_memory(e):
             print("jaxstyle: error: out of memory; lower --size (or --style-scale), or set --max-memory below "
                   f"what this machine has free so the image is tiled{'' if debug else ' (--debug for details)'}",
                   file=sys.stderr)

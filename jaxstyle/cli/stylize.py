@@ -17,7 +17,7 @@ from ..io.sheet import loss_plot
 from ..model.hub import DEFAULT as DEFAULT_WEIGHTS
 from ..model.hub import load as load_weights
 from ..run.problem import Job, prepare_job
-from ..run.provenance import metadata, read_sidecar, sidecar_path, sidecar_writer
+from ..run.provenance import metadata, read_sidecar, resolve_inputs, sidecar_path, sidecar_writer
 from ..run.transfer import run
 from .endings import say, step_progress
 from .options import (COMMANDS, DEVICES, PRESETS, add, add_config_options, check_outputs, config_from_args, device,
@@ -50,11 +50,13 @@ def add_parsers(sub) -> None:
 
 
     r = sub.add_parser("rerun", prog="jaxstyle rerun", description="Render an image again from its JSON sidecar: the "
-                       "same images, options, weights (checked by SHA-256) and bit depth.", help="re-render from a sidecar")
+                       "same images (found beside the sidecar if moved; checked by SHA-256), options, weights (checked "
+                       "by SHA-256) and bit depth.", help="re-render from a sidecar")
     r.add_argument("sidecar", help="the OUT.png.json written next to an image")
     r.add_argument("-o", "--output", default=None, help="the new image (default: OUT_rerun.EXT beside the original)")
     r.add_argument("--device", choices=DEVICES, default=None)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--force", action="store_true", help="render even if an input image changed since (its SHA-256)")
     r.set_defaults(run=run_rerun)
 
 
@@ -172,7 +174,13 @@ def run_rerun(args: argparse.Namespace, argv) -> int:
     original = Path(str(args.sidecar)[: -len(".json")]) if str(args.sidecar).endswith(".json") else Path(args.sidecar)
     output = args.output or str(original.with_name(f"{original.stem}_rerun{original.suffix}"))
     weights = meta.get("weights") or DEFAULT_WEIGHTS
-    return render(Render(content=meta["content"], styles=tuple(meta["styles"]), output=output, config=meta["config"],
+    files = resolve_inputs(meta, args.sidecar, force=args.force)
+    config = meta["config"].replace(**{key: files[role] for key, role in (("init", "init"), ("content_mask", "content_mask"))
+                                       if role in files})
+    if config.style_masks:
+        config = config.replace(style_masks=tuple(files[f"style mask {i + 1}"] for i in range(len(config.style_masks))))
+    styles = tuple(files[f"style {i + 1}"] for i in range(len(meta["styles"])))
+    return render(Render(content=files["content"], styles=styles, output=output, config=config,
                          weights=weights, bit_depth=meta.get("bit_depth", 8), quiet=args.quiet, device=args.device,
                          argv=tuple(str(a) for a in argv), weights_sha256=meta["weights_sha256"],
                          sidecar=str(args.sidecar)))

@@ -13,6 +13,8 @@ from ..run import cluster
 from ..run import sweep as sweeps
 from .endings import Bar, resumable
 
+SOME_JOBS_FAILED = 3  # the sweep ran; some jobs' inputs failed (1 stays jaxstyle's own bugs, 2 bad input)
+
 
 def add_parsers(sub) -> None:
     """The ``sweep`` command."""
@@ -35,7 +37,7 @@ def add_parsers(sub) -> None:
 
 
 def run_sweep(args: argparse.Namespace, argv) -> int:
-    """``jaxstyle sweep``: run or resume a sweep spec; exit 1 if a job failed."""
+    """``jaxstyle sweep``: run or resume a sweep spec; exit :data:`SOME_JOBS_FAILED` if a job failed."""
     if args.batch is not None and args.batch < 1:
         raise JaxstyleError(f"--batch (={args.batch}) must be a positive number of jobs")
     manual = (args.coordinator, args.num_processes, args.process_id)
@@ -51,10 +53,14 @@ def run_sweep(args: argparse.Namespace, argv) -> int:
 
     with bar, resumable(kept, "job", args.output):
         counts = sweeps.run_sweep(args.spec, args.output, batch_size=args.batch, weights=load_weights(args.weights),
-                       progress=bar.show, processes=processes)
+                                  progress=bar.show, processes=processes)
     who = f" (process {processes.index} of {processes.count})" if processes.count > 1 else ""
     print(f"sweep{who}: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed, "
           f"{counts['groups']} compiled group(s); results in {args.output}"
           + (f"; contact sheet {sweeps.SHEET}" if processes.index == 0 and (Path(args.output) / sweeps.SHEET).is_file() else ""),
           file=sys.stderr)
-    return 1 if counts["failed"] else 0
+    if counts["failed"]:
+        print(f"jaxstyle: {counts['failed']} job(s) failed; their reasons are the \"failed\" lines of "
+              f"{Path(args.output) / sweeps.MANIFEST}", file=sys.stderr)
+        return SOME_JOBS_FAILED
+    return 0

@@ -89,7 +89,29 @@ def open_source(path: str | os.PathLike, frames: tuple[int, int | None] = (0, No
     if start >= stop:
         raise JaxstyleError(f"--frames {start}:{frames[1] if frames[1] is not None else ''} selects no frame of "
                             f"{str(path)!r}, which has {total}")
+    _check_one_size(files[start:stop])
     return Source(path, start, stop, fps, files)
+
+
+def _check_one_size(files) -> None:
+    """Refuse a folder whose frames differ in size (read from their headers, EXIF rotation counted):
+    the optical flow between two frames needs one shape."""
+    from PIL import Image
+
+    first = None
+    for file in files:
+        try:
+            with Image.open(file) as im:
+                w, h = im.size
+                if im.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by a quarter turn
+                    w, h = h, w
+        except Exception:  # noqa: BLE001 - an unreadable frame is reported, with its name, where it is read
+            continue
+        if first is None:
+            first = (file, w, h)
+        elif (w, h) != first[1:]:
+            raise JaxstyleError(f"frame {file.name!r} is {w}x{h} px but {first[0].name!r} is {first[1]}x{first[2]}: "
+                                "a video's frames must share one size; resize them to one first")
 
 
 def _probe(path: Path) -> tuple[int, float]:

@@ -9,7 +9,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from ..io.image import atomic_write
+from ..errors import JaxstyleError
+from ..io.image import atomic_write, check_writable, same_file
 from .vgg import CONV_LAYERS, features
 from .weights import VGGWeights, load_file, record_hash, sha256_file
 
@@ -93,11 +94,7 @@ def convert(source: str | os.PathLike, output: str | os.PathLike, *, quantize: b
 
     output = Path(output)
     if output.suffix != ".safetensors":
-        from ..errors import JaxstyleError
-
         raise JaxstyleError(f"convert writes safetensors: name the output *.safetensors, not {output.name}")
-    from ..io.image import check_writable, same_file
-
     check_writable(output)
     if Path(source).is_file() and same_file(source, output):
         raise JaxstyleError(f"the output {str(output)!r} is the source file; give the converted file its own name")

@@ -10,6 +10,8 @@ SHA-256 on first use and checks it on every load.
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,17 +64,28 @@ def fetch(name: str, *, revision: str | None = None, cache_dir: str | os.PathLik
     ws = _known(name)
     if ws.repo_id is None:
         return bundled_path()
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants as hub_constants, hf_hub_download, logging as hub_logging
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
+    offline = (f"cannot fetch {name} from {ws.repo_id}: offline or unreachable ({{}}); connect to the network "
+               "(and unset HF_HUB_OFFLINE) and retry")
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    if not hub_constants.HF_HUB_OFFLINE:
+        try:  # no name, no download: say so at once instead of after the client's retries
+            socket.getaddrinfo(host, 443)
+        except OSError as e:
+            raise JaxstyleError(offline.format(f"{host}: {e.strerror or e}")) from None
+    verbosity = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()  # the client's retry warnings are not ours to print
     try:
         path = Path(hf_hub_download(ws.repo_id, ws.filename, revision=revision or ws.revision,
                                     cache_dir=cache_dir, force_download=force, etag_timeout=10))
     except (OfflineModeIsEnabled, LocalEntryNotFoundError) as e:
-        raise JaxstyleError(f"cannot fetch {name} from {ws.repo_id}: offline or unreachable ({type(e).__name__}); "
-                            "connect to the network (and unset HF_HUB_OFFLINE) and retry") from None
+        raise JaxstyleError(offline.format(type(e).__name__)) from None
     except HfHubHTTPError as e:
         raise JaxstyleError(f"cannot fetch {name} from {ws.repo_id}: {str(e).splitlines()[0]}") from None
+    finally:
+        hub_logging.set_verbosity(verbosity)
     key = ws.key(revision)
     if force or key not in recorded_hashes():
         record_hash(key, sha256_file(path))

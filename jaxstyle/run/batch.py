@@ -9,6 +9,7 @@ Which options split groups is declared once, on :class:`StyleConfig`'s fields (`
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Callable, Sequence
 
 import jax
@@ -16,8 +17,8 @@ import jax
 from ..optim import lbfgs
 from ..evaluate import memory as memory_model
 from ..config import StyleConfig, fields_of_kind
-from ..errors import JaxstyleError
-from ..io.image import long_side_shape
+from ..errors import JaxstyleError, is_out_of_memory
+from ..io.image import JaxstyleWarning, long_side_shape
 from .problem import Job, Prepared, prepare, prepare_job, tile_plan
 from .transfer import Result, run
 from ..model.weights import VGGWeights
@@ -105,13 +106,25 @@ def stylize_batch(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None 
     if sharded:
         size = -(-size // len(devices)) * len(devices)
     results: list = [None] * len(jobs)
-    for start in range(0, len(jobs), size):
+    start = 0
+    while start < len(jobs):
         chunk = list(range(start, min(start + size, len(jobs))))
         padded = chunk + [chunk[-1]] * (size - len(chunk))
-        outs = run([jobs[i] for i in padded], weights=weights, devices=devices if sharded else None)
+        try:
+            outs = run([jobs[i] for i in padded], weights=weights, devices=devices if sharded else None)
+        except Exception as error:  # noqa: BLE001 - only the allocator's refusal is handled here
+            if not is_out_of_memory(error) or size == 1:
+                raise
+            # The memory model guessed too high: the same jobs again, half as many at a time.
+            size = max(len(devices) if sharded else 1, size // 2)
+            sharded = sharded and size > 1
+            warnings.warn(f"out of memory at {len(padded)} jobs per batch; retrying {size} at a time",
+                          JaxstyleWarning, stacklevel=2)
+            continue
         for i, result in zip(chunk, outs):
             results[i] = result
             if on_result is not None:
                 on_result(i, result)
+        start += size
     return results
 

@@ -50,9 +50,31 @@ ALONE = Processes()
 
 def _split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise JaxstyleError(f"--coordinator (={address!r}) must be HOST:PORT, e.g. 10.0.0.1:8476 (process 0's machine)")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise JaxstyleError(f"--coordinator (={address!r}) must be HOST:PORT with a port from 1 to 65535, e.g. "
+                            "10.0.0.1:8476 (process 0's machine)")
     return host.strip("[]"), int(port)
+
+
+# HTTP/2's client connection preface and an empty SETTINGS frame: a gRPC server (JAX's coordinator)
+# answers with a SETTINGS frame of its own; anything else (a web server) does not.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _speaks_grpc(host: str, port: int, timeout: float = 10.0) -> bool:
+    """Whether the server at ``host:port`` speaks HTTP/2, as JAX's coordinator (gRPC) does."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(_HTTP2_HELLO)
+            header = b""
+            while len(header) < 9:
+                chunk = s.recv(9 - len(header))
+                if not chunk:
+                    return False
+                header += chunk
+    except OSError:
+        return False
+    return header[3] == 4  # the frame's type: SETTINGS
 
 
 def _reachable(host: str, port: int, timeout: float) -> bool:
@@ -93,6 +115,8 @@ def start(coordinator: str | None = None, num_processes: int | None = None, proc
     if any(v is not None for v in manual) and any(v is None for v in manual):
         raise JaxstyleError("give --coordinator, --num-processes and --process-id together (or none of them, "
                             "under a launcher JAX detects: SLURM, Open MPI, a Cloud TPU slice)")
+    if timeout < 1:
+        raise JaxstyleError(f"--coordinator-timeout (={timeout}) must be a positive number of seconds, e.g. 300")
     if coordinator is not None:
         if num_processes < 1 or not 0 <= process_id < num_processes:
             raise JaxstyleError(f"--process-id (={process_id}) must be in 0..{num_processes - 1} for --num-processes "
@@ -104,6 +128,9 @@ def start(coordinator: str | None = None, num_processes: int | None = None, proc
         if process_id != 0 and not _reachable(host, port, timeout):
             raise JaxstyleError(f"cannot reach the coordinator at {coordinator} within {timeout} s: start process 0 "
                                 "(it hosts the coordinator), and check the address and that the port is open")
+        if process_id != 0 and not _speaks_grpc(host, port):
+            raise JaxstyleError(f"the server at {coordinator} is not a jax.distributed coordinator (it does not speak "
+                                "gRPC): give process 0's address and the port its --coordinator names")
     try:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
                                    initialization_timeout=timeout)

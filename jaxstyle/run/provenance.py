@@ -4,19 +4,61 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import sys
 from pathlib import Path
 
-from ..config import StyleConfig
+from ..config import INITS, StyleConfig
 from ..errors import JaxstyleError
 from ..io.image import atomic_write
+from ..model.weights import sha256_file
 
 
 def sidecar_path(output: str | Path) -> Path:
     """``out.png`` → ``out.png.json`` (keeps outputs of different formats apart)."""
     output = Path(output)
     return output.with_name(output.name + ".json")
+
+
+def input_files(content, styles, config: StyleConfig) -> dict[str, str]:
+    """``{role: path}`` of every input file of a run: ``content``, ``style 1`` …, and the config's
+    ``init`` image, ``content_mask`` and ``style mask 1`` … when they are files."""
+    files = {"content": content, **{f"style {i + 1}": s for i, s in enumerate(styles)}}
+    if config.init not in INITS:
+        files["init"] = config.init
+    if config.content_mask is not None:
+        files["content_mask"] = config.content_mask
+    files.update({f"style mask {i + 1}": m for i, m in enumerate(config.style_masks or ())})
+    return {role: str(path) for role, path in files.items() if isinstance(path, (str, os.PathLike))}
+
+
+def record_inputs(files: dict[str, str]) -> dict[str, dict]:
+    """``{role: {"path": as given, "absolute": …, "sha256": …}}``: what a rerun needs to find and check them."""
+    return {role: {"path": path, "absolute": os.path.abspath(path), "sha256": sha256_file(path)}
+            for role, path in files.items()}
+
+
+def resolve_inputs(meta: dict, sidecar: str | Path, force: bool = False) -> dict[str, str]:
+    """The input files of a sidecar's run, found again: at their absolute path, else as given but
+    relative to the sidecar's folder. Raises :class:`JaxstyleError` naming an input that is missing
+    or whose SHA-256 changed (unless ``force``)."""
+    recorded = meta.get("inputs") or {role: {"path": path} for role, path in
+                                       input_files(meta["content"], meta["styles"], meta["config"]).items()}
+    found = {}
+    for role, entry in recorded.items():
+        given = Path(entry["path"])
+        candidates = [Path(entry["absolute"])] if entry.get("absolute") else []
+        candidates += [given] if given.is_absolute() else [Path(sidecar).parent / given, given]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise JaxstyleError(f"the {role} image {entry['path']!r} of {str(sidecar)!r} is not there any more (looked "
+                                f"at {', '.join(repr(str(c)) for c in candidates)}); restore it")
+        if entry.get("sha256") and not force and sha256_file(path) != entry["sha256"]:
+            raise JaxstyleError(f"the {role} image {str(path)!r} changed since the image was made (its SHA-256 "
+                                "differs); restore it, or pass --force to render from it as it is")
+        found[role] = str(path)
+    return found
 
 
 def metadata(result, *, content, styles, weights_sha256: str, weights: str | None = None, bit_depth: int = 8,
@@ -45,6 +87,7 @@ def metadata(result, *, content, styles, weights_sha256: str, weights: str | Non
         "evaluations": result.evaluations,
         "timings": result.timings,
         "argv": list(argv) if argv is not None else None,
+        "inputs": record_inputs(input_files(content, styles, result.config)),
         # the budget that decided whole, bands or tiles (bytes), and where it came from
         "memory_budget": None if memory_budget is None else {"bytes": int(memory_budget[0]), "source": memory_budget[1]},
     }

@@ -107,6 +107,26 @@ def frames_folder(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + ".frames") if frames.is_video_file(output) else output
 
 
+def check_owned(folder: Path) -> None:
+    """Refuse a frames folder holding files of the names this module writes (``settings.json``,
+    ``manifest.jsonl``, ``frame_*.png``) that an earlier ``jaxstyle video`` did not write: they
+    would be overwritten. A folder of ours carries our settings file, written before anything else."""
+    if not folder.is_dir():
+        return
+    try:
+        ours = isinstance(json.loads((folder / SETTINGS).read_text()).get("key"), str)
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if ours:
+        return
+    theirs = sorted(p.name for p in folder.iterdir() if p.name in (SETTINGS, MANIFEST)
+                    or (p.name.startswith("frame_") and p.suffix == ".png"))
+    if theirs:
+        shown = ", ".join(theirs[:3]) + (f" and {len(theirs) - 3} more" if len(theirs) > 3 else "")
+        raise JaxstyleError(f"the frames folder {str(folder)!r} holds files jaxstyle video did not write ({shown}), "
+                            "which it would overwrite; choose a new or empty folder")
+
+
 def frame_name(index: int) -> str:
     """File name of the finished frame ``index`` in the frames folder."""
     return f"frame_{index:06d}.png"
@@ -132,10 +152,7 @@ def finished(folder: Path, key: str, first: int, stop: int | None = None) -> dic
     another video's frames, which are refused, not mixed in.
     """
     path = folder / MANIFEST
-    if not path.is_file():
-        if any(folder.glob("frame_*.png")):
-            raise JaxstyleError(f"{folder} holds frame images that no jaxstyle video run recorded; they would be "
-                                "overwritten: choose another -o")
+    if not path.is_file():  # a folder of someone else's frames was refused before (check_owned)
         return {}
     entries = {}
     for line in path.read_text().splitlines():
@@ -199,6 +216,7 @@ def stylize_video(video: str | os.PathLike, styles: Sequence[str], output: str |
     content, paintings = prepare(first[1], list(styles), config)
     _, paintings = prepare_colour(content, paintings, config)
     regions = load_regions(config, content, paintings)
+    check_owned(folder)
     folder.mkdir(parents=True, exist_ok=True)
     done = finished(folder, key, source.start, source.stop)
     text = json.dumps({"key": key, **settings}, indent=2, default=str)
