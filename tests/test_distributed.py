@@ -154,7 +154,12 @@ def test_wrong_launches_end_with_one_line(folder):
         err = finish([other])[0]
     finally:
         web.shutdown()
-    assert other.returncode == 2 and "is not a jax.distributed coordinator" in our_lines(err)[-1], err
+    assert other.returncode == 2 and "is not process 0 of a jaxstyle sweep" in our_lines(err)[-1], err
+    # Process 0 alone, its partner never started: one line naming the missing process (JAX would
+    # have waited, then aborted the process).
+    alone = start(folder, "out", 0, 2, free_port(), "--coordinator-timeout", "2")
+    err = finish([alone])[0]
+    assert alone.returncode == 2 and "process(es) 1 of 2 did not start within 2 s" in our_lines(err)[-1], err
     # A process started with another count than the coordinator's.
     port = free_port()
     procs = [start(folder, "out", 0, 2, port), start(folder, "out", 1, 3, port)]

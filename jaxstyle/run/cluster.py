@@ -56,25 +56,98 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-# HTTP/2's client connection preface and an empty SETTINGS frame: a gRPC server (JAX's coordinator)
-# answers with a SETTINGS frame of its own; anything else (a web server) does not.
-_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HELLO = "jaxstyle-rendezvous 1"  # what a process says to process 0 before JAX is started, with its place
 
 
-def _speaks_grpc(host: str, port: int, timeout: float = 10.0) -> bool:
-    """Whether the server at ``host:port`` speaks HTTP/2, as JAX's coordinator (gRPC) does."""
+def _line(sock: socket.socket, deadline: float) -> str | None:
+    """One line from ``sock`` (without its newline), or ``None`` at EOF, a timeout or 200 bytes."""
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 200:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(200 - len(data))
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return data.decode(errors="replace").strip() if data.endswith(b"\n") else None
+
+
+def _host_rendezvous(port: int, count: int, timeout: float) -> None:
+    """Process 0: listen on the coordinator's port until the other ``count - 1`` processes have said
+    hello, then let them go on (and free the port for JAX's coordinator). JAX itself would wait the
+    whole timeout for a process that never starts and then abort; here it is one line, naming who
+    is missing, and a process started with another count is refused at once."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind(("", port))
+        except OSError:
+            raise JaxstyleError(f"port {port} of the coordinator is in use on this machine; choose another "
+                                f"--coordinator port (the same in every process)") from None
+        server.listen(count)
+        arrived: dict[int, socket.socket] = {}
+        wrong = None
+        try:
+            while len(arrived) < count - 1 and wrong is None and time.monotonic() < deadline:
+                server.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    client, _ = server.accept()
+                except OSError:
+                    continue
+                words = (_line(client, min(deadline, time.monotonic() + 10)) or "").split()
+                if len(words) != 4 or " ".join(words[:2]) != _HELLO or not all(w.isdigit() for w in words[2:]):
+                    client.close()  # not one of ours (a port scanner, a health check)
+                    continue
+                index, their_count = int(words[2]), int(words[3])
+                arrived[index] = client
+                if their_count != count:
+                    wrong = (index, their_count)
+            reply = "go" if wrong is None and len(arrived) == count - 1 else f"stop {count}"
+            for client in arrived.values():
+                try:
+                    client.sendall((reply + "\n").encode())
+                    _line(client, time.monotonic() + 5)  # wait for them to close first: the port stays free
+                except OSError:
+                    pass
+        finally:
+            for client in arrived.values():
+                client.close()
+    if wrong is not None:
+        raise JaxstyleError(f"the processes disagree on their number: process {wrong[0]} was started with "
+                            f"--num-processes {wrong[1]}, process 0 with {count}; give every process the same --num-processes")
+    if len(arrived) < count - 1:
+        missing = sorted(set(range(1, count)) - set(arrived))
+        raise JaxstyleError(f"process(es) {', '.join(map(str, missing))} of {count} did not start within {timeout:g} s: "
+                            "start every process with the same --coordinator, or raise --coordinator-timeout")
+
+
+def _join_rendezvous(host: str, port: int, index: int, count: int, timeout: float, coordinator: str) -> None:
+    """Processes 1 … N-1: say hello to process 0 and wait until every process has (see
+    :func:`_host_rendezvous`)."""
+    deadline = time.monotonic() + timeout
+    if not _reachable(host, port, timeout):
+        raise JaxstyleError(f"cannot reach the coordinator at {coordinator} within {timeout:g} s: start process 0 "
+                            "(it hosts the coordinator), and check the address and that the port is open")
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(_HTTP2_HELLO)
-            header = b""
-            while len(header) < 9:
-                chunk = s.recv(9 - len(header))
-                if not chunk:
-                    return False
-                header += chunk
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(f"{_HELLO} {index} {count}\n".encode())
+            reply = _line(sock, deadline + 5)
     except OSError:
-        return False
-    return header[3] == 4  # the frame's type: SETTINGS
+        reply = None
+    if reply == "go":
+        return
+    if reply is not None and reply.startswith("stop "):
+        theirs = reply.split()[1]
+        if theirs != str(count):
+            raise JaxstyleError(f"the processes disagree on their number: process 0 was started with --num-processes "
+                                f"{theirs}, this one ({index}) with {count}; give every process the same --num-processes")
+        raise JaxstyleError("process 0 gave up waiting for the other processes within its --coordinator-timeout; "
+                            "start every process, then run the same command again")
+    raise JaxstyleError(f"the server at {coordinator} is not process 0 of a jaxstyle sweep (it did not answer its "
+                        "hello): give process 0's address and the port its --coordinator names")
 
 
 def _reachable(host: str, port: int, timeout: float) -> bool:
@@ -89,25 +162,17 @@ def _reachable(host: str, port: int, timeout: float) -> bool:
             time.sleep(0.2)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("", port))
-            return True
-        except OSError:
-            return False
-
-
 def start(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
           timeout: int = 300) -> Processes:
     """``jax.distributed.initialize`` with one-line errors; returns this process's place.
 
     With no arguments JAX detects the cluster (SLURM, Open MPI, a Cloud TPU slice). With
     ``coordinator`` (process 0's ``HOST:PORT``), ``num_processes`` and ``process_id`` given, the
-    processes are started by hand (several on one machine, or any launcher). Checked before JAX is
-    asked, because JAX aborts the process on them: process 0 can bind the port; the others reach it
-    within ``timeout`` seconds. Checked after: every process was started with the same count.
+    processes are started by hand (several on one machine, or any launcher); they meet first on the
+    coordinator's port (process 0 listens, the others say hello with their place and count), because
+    JAX aborts the process on what that finds: a busy port, a process that never starts, an address
+    that is not process 0, another process count. Checked after JAX starts, for launchers JAX
+    detects: every process counts the same processes.
     """
     import jax
 
@@ -122,15 +187,10 @@ def start(coordinator: str | None = None, num_processes: int | None = None, proc
             raise JaxstyleError(f"--process-id (={process_id}) must be in 0..{num_processes - 1} for --num-processes "
                                 f"{num_processes}")
         host, port = _split_address(coordinator)
-        if process_id == 0 and not _port_free(port):
-            raise JaxstyleError(f"port {port} of the coordinator is in use on this machine; choose another "
-                                f"--coordinator port (the same in every process)")
-        if process_id != 0 and not _reachable(host, port, timeout):
-            raise JaxstyleError(f"cannot reach the coordinator at {coordinator} within {timeout} s: start process 0 "
-                                "(it hosts the coordinator), and check the address and that the port is open")
-        if process_id != 0 and not _speaks_grpc(host, port):
-            raise JaxstyleError(f"the server at {coordinator} is not a jax.distributed coordinator (it does not speak "
-                                "gRPC): give process 0's address and the port its --coordinator names")
+        if process_id == 0:
+            _host_rendezvous(port, num_processes, timeout)
+        else:
+            _join_rendezvous(host, port, process_id, num_processes, timeout, coordinator)
     try:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
                                    initialization_timeout=timeout)
