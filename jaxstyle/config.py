@@ -103,8 +103,10 @@ class StyleConfig:
       style_layer_weights: one weight per style layer; ``None`` = equal, summing to one (w_l = 1/5).
       normalization: ``"relative"`` (each term divided by its target's squared norm) or
         ``"paper"`` (eqs. 1 and 4 literally); see ``jaxstyle.losses``.
-      style_loss: ``"gram"`` (the paper), ``"wasserstein"`` (mean and covariance, W2) or ``"mrf"``
-        (each output patch pulled to its nearest painting patch, Li & Wand 2016; ``jaxstyle.losses.mrf``).
+      style_loss: a registered style loss's name: ``"gram"`` (the paper), ``"wasserstein"`` (mean and
+        covariance, W2), ``"mrf"`` (each output patch pulled to its nearest painting patch, Li & Wand
+        2016), … (``jaxstyle.losses.names()``); or a :class:`~jaxstyle.losses.StyleLoss` instance,
+        a researcher's own (Python API only).
       mrf_layers: the style term's layers under ``style_loss="mrf"`` (Li & Wand: relu3_1, relu4_1);
         ``style_layers`` (and ``style_layer_weights``' length) then refer to these.
       mrf_patch_size: side of the MRF patches in positions of the layer (3 in the paper).
@@ -176,8 +178,9 @@ class StyleConfig:
                                                            shown="equal")
     normalization: losses.Normalization = option("relative", "loss normalisation (see Departures from the paper)",
                                                  "compiled", choices=losses.NORMALIZATIONS)
-    style_loss: str = option("gram", "gram (the paper), wasserstein (mean and covariance) or mrf (nearest "
-                             "patches, Li & Wand 2016, at --mrf-layers)", "compiled", choices=losses.STYLE_LOSSES)
+    style_loss: str | losses.StyleLoss = option(
+        "gram", "style loss, by its registered name: gram (the paper), wasserstein (mean and covariance), mrf (nearest "
+        "patches, Li & Wand 2016, at --mrf-layers), …", "compiled", choices=losses.names)
     mrf_layers: tuple[str, ...] = option(("relu3_1", "relu4_1"), "layers of the MRF style loss (--style-loss mrf; "
                                          "--style-layers is for gram and wasserstein)", "compiled")
     mrf_patch_size: int = option(3, "side of the MRF loss's neural patches, in positions of the layer", "compiled")
@@ -264,18 +267,22 @@ class StyleConfig:
         return optimize.lbfgs_memory(self.lbfgs_memory, self.lbfgs_history, planned, float(self.lbfgs_precondition))
 
     @property
+    def loss(self) -> losses.StyleLoss:
+        """The style loss object: ``style_loss`` itself, or the registered loss of that name built
+        from this config (``StyleLoss.from_config``)."""
+        return losses.resolve(self.style_loss, self)
+
+    @property
     def style_term_layers(self) -> tuple[str, ...]:
-        """The layers of the style term: ``mrf_layers`` under the MRF loss, else ``style_layers``."""
-        return self.mrf_layers if self.style_loss == "mrf" else self.style_layers
+        """The layers of the style term, as the style loss reads them (``mrf_layers`` under MRF)."""
+        return self.loss.layers(self)
 
     @property
     def min_size(self) -> int:
         """Smallest image side the requested layers allow (each pooling halves the map; an MRF
         layer needs a whole patch)."""
         size = vgg.min_image_size(self.content_layers + self.style_term_layers)
-        if self.style_loss == "mrf" and self.mrf_layers:
-            size = max(size, self.mrf_patch_size * vgg.min_image_size(self.mrf_layers))
-        return size
+        return max(size, self.loss.min_size(self.style_term_layers)) if self.style_term_layers else size
 
     def validate(self) -> "StyleConfig":
         """Raise :class:`JaxstyleError` naming the first bad option, the value and the rule."""
@@ -285,7 +292,8 @@ class StyleConfig:
         _choice("pooling", self.pooling, vgg.POOLINGS)
         _choice("normalization", self.normalization, losses.NORMALIZATIONS)
         _choice("tv_kind", self.tv_kind, losses.TV_KINDS)
-        _choice("style_loss", self.style_loss, losses.STYLE_LOSSES)
+        if not isinstance(self.style_loss, losses.StyleLoss):
+            _choice("style_loss", self.style_loss, losses.names())
         _choice("color", self.color, color.COLORS)
         for name in _SEQUENCE_FIELDS:
             value = getattr(self, name)
@@ -301,9 +309,9 @@ class StyleConfig:
                 raise JaxstyleError(f"mask {path!r} is not an existing image file; check the path")
         if self.style_masks is not None and self.content_mask is None:
             raise JaxstyleError("`style_masks` need a `content_mask` (the photo's regions) to be assigned to")
-        if self.content_mask is not None and self.style_loss != "gram":
-            raise JaxstyleError("region masks work with --style-loss gram (guided Gram matrices); drop the masks or "
-                                "use gram")
+        if self.content_mask is not None and not self.loss.guided:
+            raise JaxstyleError(f"region masks work with a style loss that has guided statistics (gram), not "
+                                f"{losses.label(self.style_loss)!r}; drop the masks or use --style-loss gram")
         _choice("mask_propagation", self.mask_propagation, ("eroded", "downsample"))
         if self.init not in INITS and not Path(self.init).is_file():
             raise JaxstyleError(f"`init` (={self.init!r}) is neither {' nor '.join(INITS)} nor an existing image file; "
@@ -348,7 +356,7 @@ class StyleConfig:
             raise JaxstyleError(
                 f"`size` (={self.size}) is too small for layers down to "
                 f"{_deepest(self.content_layers + self.style_term_layers)}"
-                f"{' (with MRF patches)' if self.style_loss == 'mrf' else ''}: use at least {self.min_size} px"
+                f" with the {losses.label(self.style_loss)} style loss: use at least {self.min_size} px"
             )
         for name in ("content_weight", "style_weight", "tv_weight"):
             _non_negative(name, getattr(self, name))

@@ -62,7 +62,7 @@ def test_padding_rows_are_never_matched():
     rows = jnp.ones((4, 6), jnp.float32)
     short = mrf.PatchLibrary(patches=-jnp.arange(1, 13, dtype=jnp.float32).reshape(2, 6), valid=jnp.ones(2))
     long = mrf.PatchLibrary(patches=-jnp.arange(1, 25, dtype=jnp.float32).reshape(4, 6), valid=jnp.ones(4))
-    stacked = objective.stack([{"l": short}, {"l": long}])["l"]
+    stacked = mrf.MRF().stack([short, long])  # the loss stacks its own targets (objective.stack_targets)
     assert stacked.patches.shape == (2, 4, 6) and np.asarray(stacked.valid).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
     padded = jax.tree.map(lambda a: a[0], stacked)
     assert np.asarray(mrf.nearest(rows, padded)).max() < 2
@@ -121,7 +121,7 @@ def test_tiled_mrf_loss_and_gradient_equal_untiled(weights):
     x = jnp.asarray(smooth_image(h, w, 0.5))
     value, grad = jax.jit(jax.value_and_grad(objective.total_loss))(x, data)
     spec = data.spec
-    plan = tiling.make_plan(h, w, 32, spec.layers, margin=tiling.mrf_margin(spec.style_layers, spec.mrf_patch))
+    plan = tiling.make_plan(h, w, 32, spec.layers, margin=spec.style_loss.margin(spec.style_layers))
     assert plan.grid[0] >= 2 and plan.grid[1] >= 2 and plan.halo == tiling.make_plan(h, w, 32, spec.layers).halo + 4
     tiled_value, tiled_grad = tiling.value_and_grad(x, data, plan)
     assert abs(float(tiled_value - value)) / float(value) < 1e-5
@@ -158,5 +158,5 @@ def test_mrf_options_are_checked():
         StyleConfig(style_loss="mrf", style_layer_weights=(1, 1, 1, 1, 1))
     # A whole 3x3 patch at relu4_1 (stride 8) needs 24 px; relu4_1 alone needs 8.
     assert StyleConfig(style_loss="mrf", content_layers=()).min_size == 24
-    with pytest.raises(JaxstyleError, match="MRF patches"):
+    with pytest.raises(JaxstyleError, match="with the mrf style loss: use at least"):
         StyleConfig(style_loss="mrf", content_layers=(), size=20)

@@ -13,7 +13,7 @@ import pytest
 import jaxstyle
 from jaxstyle import JaxstyleError, StyleConfig
 from jaxstyle.evaluate import bands, memory, objective, planner, tiling
-from jaxstyle.evaluate.parts import combine_moments, crop_parts, layer_stride, receptive_radius
+from jaxstyle.evaluate.parts import crop_parts, layer_stride, receptive_radius
 from jaxstyle.run import transfer
 from jaxstyle.run.problem import make_problem
 
@@ -95,10 +95,9 @@ def test_tiled_wasserstein_moments_merge_to_the_whole_images(weights):
     whole = losses.feature_stats(f)
     cores = [(0, 40, 0, W), (40, H, 0, 120), (40, H, 120, W)]  # pixels; they partition the image
     parts = [crop_parts(image, np.zeros(2, np.int32), np.asarray(core, np.int32), weights, {},
-                               ("relu2_1",), "wasserstein", "max")["style"]["relu2_1"] for core in cores]
+                               ("relu2_1",), losses.Wasserstein(), "max")["style"]["relu2_1"] for core in cores]
     assert sum(float(p["n"]) for p in parts) == f.shape[0] * f.shape[1]
-    merged = combine_moments(jax.tree.map(lambda *xs: jnp.stack(xs), *parts), "wasserstein",
-                                    f.shape[0] * f.shape[1])
+    merged = losses.Wasserstein().combine(jax.tree.map(lambda *xs: jnp.stack(xs), *parts), f.shape[0] * f.shape[1])
     assert relative(merged["mean"], whole["mean"]) < 1e-5
     assert relative(merged["cov"], whole["cov"]) < 1e-4
 

@@ -64,7 +64,7 @@ def one_or_more_floats(text: str) -> float | tuple[float, ...]:
 # How a StyleConfig field's annotation is read from the command line.
 _TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str,
           "tuple[str, ...]": layer_list, "tuple[float, ...] | None": float_list,
-          "float | tuple[float, ...]": one_or_more_floats, "str | None": str, "tuple[str, ...] | None": layer_list}
+          "float | tuple[float, ...]": one_or_more_floats, "str | None": str, "str | losses.StyleLoss": str, "tuple[str, ...] | None": layer_list}
 
 
 def shown_default(value) -> str:
@@ -99,8 +99,8 @@ def add_config_options(parser, base: StyleConfig = StyleConfig()) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kwargs = dict(default=getattr(base, f.name), help=meta["help"], shown=meta["shown"], kind=meta["kind"])
-        if meta["choices"]:
-            kwargs["choices"] = meta["choices"]
+        if meta["choices"]:  # a callable gives them when the parser is built (the registered style losses)
+            kwargs["choices"] = tuple(meta["choices"]() if callable(meta["choices"]) else meta["choices"])
         if meta["metavar"]:
             kwargs["metavar"] = meta["metavar"]
         if f.type == "bool":

@@ -32,6 +32,7 @@ from jax.ad_checkpoint import checkpoint_name
 
 from .parts import owned_parts, stride, terms_from_parts
 from ..model import vgg
+from .. import losses
 from ..errors import JaxstyleError
 
 KEEP = ("conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1")
@@ -158,8 +159,9 @@ def _rows_padded(full: jax.Array, plan: BandPlan, step: _Step, axis: int) -> jax
 def _parts(x: jax.Array, problem, plan: BandPlan):
     """Each band's parts of the objective at ``x`` (H, W, 3), stacked on a leading band axis."""
     spec, weights = problem.spec, problem.weights
-    if spec.style_loss == "mrf":
-        raise JaxstyleError("the MRF loss's patches straddle bands: evaluate it in tiles (jaxstyle.evaluate.tiling.make_plan)")
+    if spec.style_loss.streaming != "sums":
+        raise JaxstyleError(f"the style loss {losses.label(spec.style_loss)!r} is not a sum over positions, so it cannot "
+                            "be streamed in bands: evaluate it whole or in tiles (jaxstyle.evaluate.tiling.make_plan)")
     layers = spec.layers
     steps = {step.name: step for step in schedule(layers)}
     content = {layer: _rows_padded(t, plan, steps[layer], 0) for layer, t in problem.targets.content.items()}

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import losses
-from ..losses import masks, mrf
+from ..losses import masks
 from ..model import vgg
 from ..model.weights import VGGWeights
 
@@ -36,10 +36,8 @@ class ObjectiveSpec:
     pooling: vgg.Pooling = "max"
     normalization: losses.Normalization = "relative"
     tv_kind: str = "l2"
-    style_loss: str = "gram"
+    style_loss: losses.StyleLoss = losses.Gram()  # the style loss object (static: hashed into the compile key)
     regions: int = 0  # number of content regions (jaxstyle.losses.masks); 0: one global Gram per layer
-    mrf_patch: int = 3  # side of the MRF loss's patches (style_loss "mrf", jaxstyle.losses.mrf)
-    mrf_stride: int = 2  # the painting's patches are taken every mrf_stride positions
     temporal: bool = False  # a video frame: Problem.temporal holds the warped previous frame (jaxstyle.run.video)
 
     @property
@@ -65,8 +63,9 @@ class Targets:
     """What the image is pulled towards: the photo's features and the paintings' style statistics."""
 
     content: dict  # {layer: (H_l, W_l, C_l)}
-    style: dict  # {layer: style_statistic of each painting, stacked: (S, C_l, C_l) Grams, W2 moments or an
-    #               mrf.PatchLibrary (S, N, P); with regions, each region's guided Gram of each painting: (R, S, C_l, C_l)}
+    style: dict  # {layer: the style loss's target of each painting, stacked (StyleLoss.stack): (S, C_l, C_l)
+    #               Grams, W2 moments, an mrf.PatchLibrary (S, N, P), …; with regions, each region's guided
+    #               Gram of each painting: (R, S, C_l, C_l)}
 
 
 def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str], pooling: str = "max") -> dict:
@@ -95,20 +94,20 @@ def image_features(weights: VGGWeights, image: jax.Array, layers: Sequence[str],
 
 
 def stack(trees):
-    """Pytrees of equal structure stacked leaf by leaf on a new leading axis (MRF patch libraries of
-    different lengths padded to the longest, ``mrf.stack``)."""
-    def leaves(*xs):
-        return mrf.stack(xs) if isinstance(xs[0], mrf.PatchLibrary) else jnp.stack(xs)
+    """Pytrees of equal structure stacked leaf by leaf on a new leading axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
-    return jax.tree.map(leaves, *trees, is_leaf=lambda v: isinstance(v, mrf.PatchLibrary))
+
+def stack_targets(targets: Sequence["Targets"], spec: ObjectiveSpec) -> "Targets":
+    """Several jobs' targets stacked on a new leading axis; the style targets by the style loss
+    (:meth:`~jaxstyle.losses.StyleLoss.stack`: MRF libraries of different lengths are padded)."""
+    return Targets(content=stack([t.content for t in targets]),
+                   style={layer: spec.style_loss.stack([t.style[layer] for t in targets]) for layer in targets[0].style})
 
 
 def style_statistic(features: jax.Array, spec: ObjectiveSpec):
-    """What the style loss of ``spec`` compares of one painting's layer: its Gram matrix, its W2
-    moments (``losses.style_statistic``) or its MRF patch library (``mrf.library``)."""
-    if spec.style_loss == "mrf":
-        return mrf.library(features, spec.mrf_patch, spec.mrf_stride)
-    return losses.style_statistic(features, spec.style_loss)
+    """The target of one painting's layer under ``spec``'s style loss (its ``painting_target``)."""
+    return spec.style_loss.painting_target(features)
 
 
 @jax.jit
@@ -117,7 +116,7 @@ def make_targets(weights: VGGWeights, content: jax.Array, styles: Sequence[jax.A
     content_feats = image_features(weights, content, spec.content_layers, spec.pooling)
     per_style = [{k: style_statistic(v, spec) for k, v in image_features(weights, s, spec.style_layers, spec.pooling).items()}
                  for s in styles]
-    style = {layer: stack([p[layer] for p in per_style]) for layer in spec.style_layers}
+    style = {layer: spec.style_loss.stack([p[layer] for p in per_style]) for layer in spec.style_layers}
     return Targets(content=content_feats, style=style)
 
 
@@ -170,13 +169,9 @@ def loss_terms(x: jax.Array, problem: Problem) -> dict:
         style = [guided_style_loss(masks.guided_grams(feats[layer], problem.masks[layer]), targets.style[layer],
                                    problem.coef.region_blend, spec.normalization)
                  for layer in spec.style_layers]
-    elif spec.style_loss == "mrf":  # Li & Wand 2016: each output patch against its nearest painting patch
-        style = [mrf.layer_loss(feats[layer], targets.style[layer], problem.coef.style_blend_weights, spec.mrf_patch,
-                                spec.normalization)
-                 for layer in spec.style_layers]
     else:
-        style = [losses.style_loss(feats[layer], targets.style[layer], problem.coef.style_blend_weights,
-                                   spec.normalization, spec.style_loss)
+        style = [spec.style_loss.layer_loss(feats[layer], targets.style[layer], problem.coef.style_blend_weights,
+                                            spec.normalization)
                  for layer in spec.style_layers]
     return weighted_terms(content, style, x, problem.coef, spec, problem.temporal)
 
@@ -185,8 +180,7 @@ def guided_style_loss(grams: jax.Array, targets: jax.Array, region_blend: jax.Ar
     """One layer's style term with regions: the mean over regions of each region's guided Gram
     (``grams`` (R, C, C), ``masks.guided_grams``, whole or tiled) against its paintings' regions
     (``targets`` (R, S, C, C), weights ``region_blend`` (R, S))."""
-    per_region = jax.vmap(losses.style_loss_of_statistic, in_axes=(0, 0, 0, None))(grams, targets, region_blend,
-                                                                                  normalization)
+    per_region = jax.vmap(losses.Gram().blended, in_axes=(0, 0, 0, None))(grams, targets, region_blend, normalization)
     return jnp.mean(per_region)
 
 

@@ -5,7 +5,7 @@ content term through the summed squared error of feature maps (eq. 1), each styl
 ``S1 = sum_p f_p`` and ``S2 = sum_p f_p f_p^T`` (the Gram matrix is ``S2 / M``; mean and covariance
 for the Wasserstein loss come from both; a region's guided Gram from ``sum_p m_p f_p f_p^T``), and
 the MRF term through the summed error of its output patches, each owned by the window its anchor
-falls in. A tile (:mod:`jaxstyle.evaluate.tiling`) or a band (:mod:`jaxstyle.evaluate.bands`)
+falls in: each style loss says what its parts are (:meth:`~jaxstyle.losses.StyleLoss.parts`). A tile (:mod:`jaxstyle.evaluate.tiling`) or a band (:mod:`jaxstyle.evaluate.bands`)
 computes its share of these sums with :func:`crop_parts` or :func:`owned_parts`; :func:`terms_from_parts`
 turns the shares, stacked on a leading axis, into the weighted loss terms.
 """
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import losses
-from ..losses import masks as masks_lib, mrf
+from ..losses import masks as masks_lib
 from ..model import vgg
 from . import objective
 
@@ -59,27 +59,22 @@ def at_layer(full: jax.Array, origin, shape, stride: int) -> jax.Array:
     return jax.lax.dynamic_slice(full, (origin[0] // stride, origin[1] // stride, 0), shape)
 
 
-def crop_parts(crop, origin, bounds, weights, content_targets: dict, style_layers: tuple, kind: str,
-               pooling: str, *, style_targets: dict | None = None, patch: int = 3, masks: dict | None = None) -> dict:
+def crop_parts(crop, origin, bounds, weights, content_targets: dict, style_layers: tuple, loss: losses.StyleLoss,
+               pooling: str, *, style_targets: dict | None = None, masks: dict | None = None) -> dict:
     """The parts one crop's core contributes.
 
     Args:
       crop: (h, w, 3) RGB in [0, 1], a window of the image at ``origin`` (y, x).
       bounds: (4,) int core rows/cols ``y0, y1, x0, x1`` relative to the crop.
       content_targets: ``{layer: (H_l, W_l, C)}`` image-sized content targets (may be empty).
-      style_layers: the style layers; ``kind`` their loss (``"gram"``, ``"wasserstein"`` or ``"mrf"``).
+      style_layers: the style layers; ``loss`` their :class:`~jaxstyle.losses.StyleLoss`.
       pooling: ``"max"`` or ``"avg"``.
-      style_targets: ``{layer: mrf.PatchLibrary (S, N, P)}``, for the MRF loss (patches of side ``patch``).
+      style_targets: ``{layer: stacked targets}``, for losses whose parts read them (MRF).
       masks: ``{layer: (R, H_l, W_l)}`` image-sized region masks, for guided Gram matrices.
 
     Returns:
-      ``{"content": {layer: () summed squared error}, "style": {layer: …}}`` where a style layer has
-      ``{"s2": (C, C) sum of f f^T}`` for Gram losses (``(R, C, C)``, each weighted by its region's
-      mask, with masks); ``{"sq": (S,)}`` the MRF error of the patches anchored in the core, per
-      painting; and, for the Wasserstein loss, the core's own count, mean and centred second moment
-      ``{"n": (), "mean": (C,), "m2": (C, C)}``, which :func:`combine_moments` merges stably instead
-      of summing raw moments (whose difference ``S2/M - mean mean^T`` loses precision, and the W2
-      gradient amplifies it).
+      ``{"content": {layer: () summed squared error}, "style": {layer: the loss's parts}}``; with
+      region masks a style layer's parts are ``{"s2": (R, C, C)}``, each region's ``sum m f f^T``.
     """
     layers = tuple(dict.fromkeys(tuple(content_targets) + tuple(style_layers)))
     feats = objective.image_features(weights, crop, layers, pooling)
@@ -91,12 +86,11 @@ def crop_parts(crop, origin, bounds, weights, content_targets: dict, style_layer
         h, w, _ = feats[layer].shape
         s = layer_stride(layer)
         windows[layer] = jax.lax.dynamic_slice(full, (0, origin[0] // s, origin[1] // s), (full.shape[0], h, w))
-    return owned_parts(feats, owned, content, style_layers, kind, style_targets=style_targets, patch=patch,
-                       masks=windows)
+    return owned_parts(feats, owned, content, style_layers, loss, style_targets=style_targets, masks=windows)
 
 
-def owned_parts(feats: dict, owned: dict, content_targets: dict, style_layers: tuple, kind: str, *,
-                style_targets: dict | None = None, patch: int = 3, masks: dict | None = None) -> dict:
+def owned_parts(feats: dict, owned: dict, content_targets: dict, style_layers: tuple, loss: losses.StyleLoss, *,
+                style_targets: dict | None = None, masks: dict | None = None) -> dict:
     """The parts (see :func:`crop_parts`) of the positions that ``owned`` marks in a window of features.
 
     ``feats`` ``{layer: (h, w, C)}``, ``owned`` ``{layer: (h, w, 1)}`` 0/1, and ``content_targets``
@@ -107,42 +101,18 @@ def owned_parts(feats: dict, owned: dict, content_targets: dict, style_layers: t
     style = {}
     for layer in style_layers:
         f = feats[layer]
-        h, w, c = f.shape
-        if kind == "mrf":
-            rows = mrf.patches(f, patch)
-            a = mrf.anchor(patch)
-            weight = owned[layer][a:a + rows.shape[0], a:a + rows.shape[1]].reshape(-1)
-            rows = rows.reshape(-1, rows.shape[-1])
-            style[layer] = {"sq": jax.vmap(mrf.squared_error, in_axes=(None, 0, None))(rows, style_targets[layer], weight)}
-        elif masks:
+        if masks:
+            h, w, _ = f.shape
             style[layer] = {"s2": masks_lib.guided_sums(f, masks[layer] * owned[layer].reshape(1, h, w))}
-        elif kind == "gram":
-            mask = owned[layer].reshape(-1, 1)
-            f = f.reshape(-1, c)
-            style[layer] = {"s2": jnp.matmul((mask * f).T, f, precision=jax.lax.Precision.HIGHEST)}
         else:
-            mask = owned[layer].reshape(-1, 1)
-            f = f.reshape(-1, c)
-            n = jnp.sum(mask)  # 0 for a core of a few pixels at the edge that floor pooling drops
-            mean = jnp.sum(mask * f, axis=0) / jnp.maximum(n, 1.0)
-            centred = f - mean.reshape(1, c)
-            m2 = jnp.matmul((mask * centred).T, centred, precision=jax.lax.Precision.HIGHEST)
-            style[layer] = {"n": n, "mean": mean, "m2": m2}
+            style[layer] = loss.parts(f, owned[layer], (style_targets or {}).get(layer))
     return {"content": content, "style": style}
 
 
-def combine_moments(parts: dict, kind: str, positions):
-    """One style layer's statistic from its per-tile parts stacked on axis 0: the Gram matrix (each
-    region's guided one, with ``positions`` the (R,) masses of the regions), or ``{"mean", "cov"}``
-    (per-tile means and centred moments merged as in Chan, Golub & LeVeque 1979)."""
-    if kind == "gram":
-        total = jnp.sum(parts["s2"], axis=0)
-        return total / (jnp.maximum(positions, 1e-12).reshape(-1, 1, 1) if total.ndim == 3 else positions)
-    n = parts["n"].reshape(-1, 1)  # (T, 1)
-    mean = jnp.sum(n * parts["mean"], axis=0) / positions
-    d = parts["mean"] - mean.reshape(1, -1)  # (T, C)
-    between = jnp.matmul((n * d).T, d, precision=jax.lax.Precision.HIGHEST)
-    return {"mean": mean, "cov": (jnp.sum(parts["m2"], axis=0) + between) / positions}
+def guided_grams(parts: dict, mass) -> jax.Array:
+    """Each region's guided Gram matrix (R, C, C) from per-tile parts ``{"s2": (T, R, C, C)}`` and the
+    regions' masses ``mass`` (R,)."""
+    return jnp.sum(parts["s2"], axis=0) / jnp.maximum(mass, 1e-12).reshape(-1, 1, 1)
 
 
 def positions(shape, layer: str) -> int:
@@ -165,13 +135,8 @@ def terms_from_parts(parts, x, problem) -> dict:
 def _style_term(parts, layer: str, shape, problem):
     """One style layer's term from its per-tile parts (stacked on axis 0)."""
     spec, target, coef = problem.spec, problem.targets.style[layer], problem.coef
-    if spec.style_loss == "mrf":
-        layer_shape = (shape[0] // layer_stride(layer), shape[1] // layer_stride(layer))
-        return mrf.loss_from_squared_errors(jnp.sum(parts["sq"], axis=0), mrf.count(layer_shape, spec.mrf_patch), target,
-                                            coef.style_blend_weights, spec.normalization)
     if spec.regions:
         mass = jnp.sum(problem.masks[layer].reshape(spec.regions, -1), axis=1)
-        return objective.guided_style_loss(combine_moments(parts, "gram", mass), target, coef.region_blend,
-                                           spec.normalization)
-    return losses.style_loss_of_statistic(combine_moments(parts, spec.style_loss, positions(shape, layer)), target,
-                                          coef.style_blend_weights, spec.normalization, spec.style_loss)
+        return objective.guided_style_loss(guided_grams(parts, mass), target, coef.region_blend, spec.normalization)
+    layer_shape = (shape[0] // layer_stride(layer), shape[1] // layer_stride(layer))
+    return spec.style_loss.loss_from_parts(parts, target, coef.style_blend_weights, spec.normalization, layer_shape)

@@ -32,9 +32,8 @@ import numpy as np
 
 from .. import interrupt, losses
 from ..model import vgg
-from ..losses import mrf
 from .objective import image_features, stack
-from .parts import combine_moments, crop_parts, layer_stride, owned_mask, positions, receptive_radius, stride, terms_from_parts
+from .parts import crop_parts, guided_grams, layer_stride, owned_mask, positions, receptive_radius, stride, terms_from_parts
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ def make_plan(height: int, width: int, tile: int, layers, halo: int | None = Non
     stride) with crops exact for ``layers``. ``halo`` defaults to the receptive radius of the deepest
     layer plus one stride (a crop's interior edge may drop up to a stride of rows at a pooling)
     plus ``margin`` (pixels beyond the core whose features must be exact too: an MRF patch's,
-    :func:`mrf_margin`); a smaller one is allowed for testing only (wrong near core edges)."""
+    :meth:`~jaxstyle.losses.StyleLoss.margin`); a smaller one is allowed for testing only (wrong near core edges)."""
     layers = vgg.check_layers(layers)
     s = stride(layers)
     tile = max(s, int(tile) // s * s)
@@ -100,11 +99,6 @@ def make_plan(height: int, width: int, tile: int, layers, halo: int | None = Non
     crop_w, cols = _axis(width, tile, halo, s)
     tiles = tuple((cy, cx, y0, y1, x0, x1) for cy, y0, y1 in rows for cx, x0, x1 in cols)
     return TilePlan(height, width, tile, halo, stride, (crop_h, crop_w), tiles)
-
-
-def mrf_margin(layers, patch: int) -> int:
-    """Input pixels beyond a core that the MRF patches anchored in it reach, at the deepest of ``layers``."""
-    return mrf.anchor(patch) * max((layer_stride(name) for name in layers), default=1)
 
 
 def _tile_arrays(plan: TilePlan):
@@ -121,8 +115,7 @@ def _window(x, origin, crop):
 def _objective_parts(crop, origin, bounds, problem):
     spec = problem.spec
     return crop_parts(crop, origin, bounds, problem.weights, problem.targets.content, spec.style_layers,
-                      spec.style_loss, spec.pooling, style_targets=problem.targets.style, patch=spec.mrf_patch,
-                      masks=problem.masks)
+                      spec.style_loss, spec.pooling, style_targets=problem.targets.style, masks=problem.masks)
 
 
 @functools.partial(jax.jit, static_argnames=("crop",))
@@ -217,30 +210,30 @@ def features(weights, image: jax.Array, layers, pooling: str, tile: int) -> dict
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("crop", "layers", "kind", "pooling"))
-def _style_parts(image, origin, bounds, weights, masks, crop, layers, kind, pooling):
-    return crop_parts(_window(image, origin, crop), origin, bounds, weights, {}, layers, kind, pooling,
+@functools.partial(jax.jit, static_argnames=("crop", "layers", "loss", "pooling"))
+def _style_parts(image, origin, bounds, weights, masks, crop, layers, loss, pooling):
+    return crop_parts(_window(image, origin, crop), origin, bounds, weights, {}, layers, loss, pooling,
                       masks=masks)["style"]
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "kind"))
-def _style_targets(parts, masks, shape, kind):
+@functools.partial(jax.jit, static_argnames=("shape", "loss"))
+def _style_targets(parts, masks, shape, loss):
     if masks:  # guided Grams: each region's sum over its mass
-        return {layer: combine_moments(p, "gram", jnp.sum(masks[layer].reshape(masks[layer].shape[0], -1), axis=1))
+        return {layer: guided_grams(p, jnp.sum(masks[layer].reshape(masks[layer].shape[0], -1), axis=1))
                 for layer, p in stack(parts).items()}
-    return {layer: losses.style_target(combine_moments(p, kind, positions(shape, layer)), kind)
-            for layer, p in stack(parts).items()}
+    return {layer: loss.target(loss.combine(p, positions(shape, layer))) for layer, p in stack(parts).items()}
 
 
-def style_statistics(weights, image: jax.Array, layers, pooling: str, kind: str, tile: int,
+def style_statistics(weights, image: jax.Array, layers, pooling: str, loss: losses.StyleLoss, tile: int,
                      masks: dict | None = None) -> dict:
-    """``{layer: losses.style_statistic(...)}`` of a large painting, crop by crop (forward only),
-    exactly; with ``masks`` (``{layer: (R, H_l, W_l)}``), each region's guided Gram matrix (R, C, C)."""
+    """``{layer: loss's target}`` of a large painting, crop by crop (forward only), exactly, for a
+    loss whose statistic is a sum over positions; with ``masks`` (``{layer: (R, H_l, W_l)}``), each
+    region's guided Gram matrix (R, C, C)."""
     layers = tuple(layers)
     if not layers:
         return {}
     plan = make_plan(image.shape[0], image.shape[1], tile, layers)
     masks = {} if masks is None else {layer: jnp.asarray(m) for layer, m in masks.items()}
-    parts = [_sync(_style_parts(image, origin, bounds, weights, masks, plan.crop, layers, kind, pooling))
+    parts = [_sync(_style_parts(image, origin, bounds, weights, masks, plan.crop, layers, loss, pooling))
              for origin, bounds in _tile_arrays(plan)]
-    return _style_targets(parts, masks, tuple(image.shape[:2]), kind)
+    return _style_targets(parts, masks, tuple(image.shape[:2]), loss)

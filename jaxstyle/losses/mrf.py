@@ -21,9 +21,13 @@ norm, so the term starts near one, like the Gram term, whatever the layer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import flax.struct
 import jax
 import jax.numpy as jnp
+
+from .base import StyleLoss, register
 
 _EPS = 1e-8
 SCORE_BLOCK_BYTES = 64 << 20  # memory for one block of the (output patches x library) score matrix
@@ -133,3 +137,54 @@ def layer_loss(features: jax.Array, libraries: PatchLibrary, blend: jax.Array, s
     rows = rows.reshape(-1, rows.shape[-1])
     sq = jax.vmap(squared_error, in_axes=(None, 0))(rows, libraries)
     return loss_from_squared_errors(sq, rows.shape[0], libraries, blend, normalization)
+
+
+@register
+@dataclass(frozen=True)
+class MRF(StyleLoss):
+    """Li & Wand's patch loss: every ``patch`` x ``patch`` output patch against its nearest painting
+    patch, the painting's taken every ``stride`` positions, at ``StyleConfig.mrf_layers``."""
+
+    patch: int = 3
+    stride: int = 2
+
+    name = "mrf"
+    streaming = "patches"
+
+    @classmethod
+    def from_config(cls, config) -> "MRF":
+        return cls(patch=config.mrf_patch_size, stride=config.mrf_stride)
+
+    def layers(self, config) -> tuple[str, ...]:
+        return tuple(config.mrf_layers)
+
+    def min_size(self, layers) -> int:
+        from ..model.vgg import min_image_size
+
+        return self.patch * min_image_size(layers) if layers else 1  # a whole patch at the deepest layer
+
+    def margin(self, layers) -> int:
+        from ..model.vgg import pools_before
+
+        return anchor(self.patch) * max((2 ** pools_before(layer) for layer in layers), default=1)
+
+    def painting_target(self, features):
+        return library(features, self.patch, self.stride)
+
+    def stack(self, targets):
+        return stack(targets)
+
+    def layer_loss(self, features, targets, blend, normalization):
+        return layer_loss(features, targets, blend, self.patch, normalization)
+
+    def parts(self, features, owned, targets):
+        """E_s against each painting of the patches anchored in the window's owned positions."""
+        rows = patches(features, self.patch)
+        a = anchor(self.patch)
+        weight = owned[a:a + rows.shape[0], a:a + rows.shape[1]].reshape(-1)
+        rows = rows.reshape(-1, rows.shape[-1])
+        return {"sq": jax.vmap(squared_error, in_axes=(None, 0, None))(rows, targets, weight)}
+
+    def loss_from_parts(self, parts, targets, blend, normalization, layer_shape):
+        return loss_from_squared_errors(jnp.sum(parts["sq"], axis=0), count(layer_shape, self.patch), targets, blend,
+                                        normalization)

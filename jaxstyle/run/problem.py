@@ -250,20 +250,32 @@ def objective_spec(config: StyleConfig, regions: Regions | None = None, temporal
         pooling=config.pooling,
         normalization=config.normalization,
         tv_kind=config.tv_kind,
-        style_loss=config.style_loss,
-        mrf_patch=config.mrf_patch_size,
-        mrf_stride=config.mrf_stride,
+        style_loss=config.loss,
     )
 
 
 def tile_plan(shape: tuple[int, ...], config: StyleConfig) -> tiling.TilePlan | bands.BandPlan | None:
     """How an image of ``shape`` is evaluated under ``config``: whole (``None``), in streamed bands of
-    rows (``jaxstyle.evaluate.bands``) or, for the MRF loss, in tiles (``jaxstyle.evaluate.tiling``)."""
+    rows (``jaxstyle.evaluate.bands``) or, for a loss of patches (MRF), in tiles
+    (``jaxstyle.evaluate.tiling``); a loss that needs each layer whole is refused when the image
+    does not fit whole."""
     spec = objective_spec(config)
-    margin = tiling.mrf_margin(spec.style_layers, spec.mrf_patch) if spec.style_loss == "mrf" else 0
-    plan = planner.choose_plan(shape[0], shape[1], spec.layers, max_memory=config.memory_budget, tile=config.tile,
-                              margin=margin, streamable=spec.style_loss != "mrf",
-                              whole=config.lbfgs_memory_for(planned=False), planned=config.lbfgs_memory_for(planned=True))
+    loss = spec.style_loss
+    tile = 0 if loss.streaming == "whole" and config.tile is None else config.tile
+    try:
+        plan = planner.choose_plan(shape[0], shape[1], spec.layers, max_memory=config.memory_budget, tile=tile,
+                                   margin=loss.margin(spec.style_layers), streamable=loss.streaming == "sums",
+                                   whole=config.lbfgs_memory_for(planned=False),
+                                   planned=config.lbfgs_memory_for(planned=True))
+    except JaxstyleError as e:
+        if loss.streaming != "whole" or config.tile is not None:
+            raise
+        raise JaxstyleError(f"the style loss {losses.label(config.style_loss)!r} needs each layer whole, and a "
+                            f"{shape[1]}x{shape[0]} image does not fit in memory whole; lower --size, or use a loss "
+                            "that streams (gram, wasserstein)") from e
+    if plan is not None and loss.streaming == "whole":
+        raise JaxstyleError(f"the style loss {losses.label(config.style_loss)!r} needs each layer whole: it cannot be "
+                            "evaluated in tiles or bands; drop --tile, or use a loss that streams (gram, wasserstein)")
     if plan is not None and optimize.has_linesearch(config.optimizer, config.linesearch):
         raise JaxstyleError(
             f"a {shape[1]}x{shape[0]} image is evaluated tile by tile, and the L-BFGS line search "
@@ -328,7 +340,7 @@ def _plain_problem(weights, content, styles, config, spec, tiles) -> objective.P
         per_style = [_style_statistics(weights, jnp.asarray(s), spec, tile) for s, tile in zip(styles, style_tiles)]
         targets = objective.Targets(
             content=content_target,
-            style={layer: objective.stack([p[layer] for p in per_style]) for layer in spec.style_layers},
+            style={layer: spec.style_loss.stack([p[layer] for p in per_style]) for layer in spec.style_layers},
         )
     return objective.Problem(weights, targets, coefficients(config, len(styles)), spec)
 
@@ -337,10 +349,10 @@ def _style_statistics(weights: VGGWeights, style: jax.Array, spec: objective.Obj
     """``{layer: objective.style_statistic}`` of one painting, crop by crop when ``tile`` is set."""
     if not tile:
         feats = objective.image_features(weights, style, spec.style_layers, spec.pooling)
-    elif spec.style_loss == "mrf":  # a patch library is as large as the map: tile only the features
-        feats = tiling.features(weights, style, spec.style_layers, spec.pooling, tile)
-    else:
+    elif spec.style_loss.streaming == "sums":
         return tiling.style_statistics(weights, style, spec.style_layers, spec.pooling, spec.style_loss, tile)
+    else:  # a loss of patches or of the whole layer: tile only the features (forward), then its target
+        feats = tiling.features(weights, style, spec.style_layers, spec.pooling, tile)
     return {layer: objective.style_statistic(f, spec) for layer, f in feats.items()}
 
 
@@ -364,9 +376,9 @@ def _guided_problem(weights, content, styles, config, spec, regions: Regions, ti
             style_masks = _layer_masks(own, layers, config, regions.colours, f"style mask {k + 1}", present)
         image = jnp.asarray(s)
         if tile:
-            whole = tiling.style_statistics(weights, image, layers, spec.pooling, "gram", tile)
+            whole = tiling.style_statistics(weights, image, layers, spec.pooling, spec.style_loss, tile)
             guided = None if style_masks is None else tiling.style_statistics(weights, image, layers, spec.pooling,
-                                                                              "gram", tile, style_masks)
+                                                                              spec.style_loss, tile, style_masks)
         else:
             feats = objective.image_features(weights, image, layers, spec.pooling)
             whole = {layer: losses.gram(f) for layer, f in feats.items()}

@@ -96,7 +96,7 @@ class _Whole:
         first = problems[0]
         return objective.Problem(
             weights=self._put(first.weights, self.replicated),
-            targets=self._put(objective.stack([p.targets for p in problems]), self.sharding),
+            targets=self._put(objective.stack_targets([p.targets for p in problems], problems[0].spec), self.sharding),
             coef=self._put(objective.stack([p.coef for p in problems]), self.sharding),
             spec=first.spec,
             masks=self._put(objective.stack([p.masks for p in problems]), self.sharding),
