@@ -109,6 +109,8 @@ class StyleConfig:
         a researcher's own (Python API only).
       mrf_layers: the style term's layers under ``style_loss="mrf"`` (Li & Wand: relu3_1, relu4_1);
         ``style_layers`` (and ``style_layer_weights``' length) then refer to these.
+      histogram_weight: under ``style_loss="histogram"``, the weight of the histogram term (Risser et
+        al. 2017) against the Gram term it is added to.
       mrf_patch_size: side of the MRF patches in positions of the layer (3 in the paper).
       mrf_stride: the painting's patches are taken every ``mrf_stride`` positions (the output's at
         every position); 1 is the densest and slowest library.
@@ -183,6 +185,8 @@ class StyleConfig:
         "patches, Li & Wand 2016, at --mrf-layers), …", "compiled", choices=losses.names)
     mrf_layers: tuple[str, ...] = option(("relu3_1", "relu4_1"), "layers of the MRF style loss (--style-loss mrf; "
                                          "--style-layers is for gram and wasserstein)", "compiled")
+    histogram_weight: float = option(1.0, "weight of the histogram term against the Gram term (--style-loss "
+                                     "histogram)", "compiled")
     mrf_patch_size: int = option(3, "side of the MRF loss's neural patches, in positions of the layer", "compiled")
     mrf_stride: int = option(2, "the painting's patches are taken every N positions (the output's at every one)",
                              "compiled", metavar="N")
@@ -358,7 +362,7 @@ class StyleConfig:
                 f"{_deepest(self.content_layers + self.style_term_layers)}"
                 f" with the {losses.label(self.style_loss)} style loss: use at least {self.min_size} px"
             )
-        for name in ("content_weight", "style_weight", "tv_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "histogram_weight"):
             _non_negative(name, getattr(self, name))
         if not (_number(self.noise_scale) and 0 <= self.noise_scale <= 1):
             raise JaxstyleError(f"`noise_scale` (={self.noise_scale!r}) must be in [0, 1], e.g. 0.5; 1 = uniform in [0, 1]")

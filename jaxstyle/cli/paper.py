@@ -26,12 +26,13 @@ def _add_parser(sub, command: str) -> None:
     paper = StyleConfig.paper()
     p = sub.add_parser(command, prog=f"jaxstyle {command}", help=f"the paper's {command}", description={
         "figure": "Reproduce a figure of Gatys et al. (2015) as a labelled contact sheet (1, 2, 3), or the spatial "
-                  "control of Gatys et al. (2017): sky and ground from two paintings, with and without guidance.",
+                  "control of Gatys et al. (2017): sky and ground from two paintings, with and without guidance, or "
+                  "(losses) one photo and painting with every registered style loss at jaxstyle's default settings.",
         "reconstruct": "Content reconstruction: from white noise, match one layer's features (Fig. 1).",
         "texture": "Texture synthesis / style reconstruction: match only Gram matrices (Fig. 1).",
     }[command])
     if command == "figure":
-        p.add_argument("number", choices=("1", "2", "3", "spatial"))
+        p.add_argument("number", choices=("1", "2", "3", "spatial", "losses"))
         add(p, "--content", default=None, shown="the bundled example", help="photo")
         add(p, "--styles", nargs="+", default=None, shown="the bundled example(s)", help="painting(s)")
         add(p, "--content-mask", default=None, metavar="PNG", shown="--horizon",
@@ -104,7 +105,11 @@ def run_figure(args, argv) -> int:
                                    **{f"style image {i + 1}": s for i, s in enumerate(args.styles or [])}})
     config = _paper_config(args, content_weight=args.ratio, style_weight=1.0)
     content, styles = args.content or str(CONTENT), args.styles or [str(STYLE)]
-    if args.number == "spatial":
+    if args.number == "losses":  # not the paper's: the default settings, one column per style loss
+        config = StyleConfig(size=args.size, steps=args.steps, seed=args.seed)
+        sheet, res = figures.figure_losses(content, styles[0], config)
+        histories = {name: r.history for name, r in res.items()}
+    elif args.number == "spatial":
         sheet, res = figures.figure_spatial(content, args.styles or [str(STYLE), str(SECOND_STYLE)], config,
                                           args.content_mask, args.horizon)
         histories = {name: r.history for name, r in res.items()}

@@ -12,6 +12,7 @@ are hyperparameters such as a patch size, never arrays.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import ClassVar
 
 import jax
@@ -159,6 +160,7 @@ def label(style_loss) -> str:
     return style_loss if isinstance(style_loss, str) else (style_loss.name or type(style_loss).__name__)
 
 
+@functools.lru_cache(maxsize=64)
 def check(loss: StyleLoss, channels: int = 8) -> None:
     """Try a loss on small random features before a run spends minutes: its statistic and target,
     a finite scalar distance (zero at the painting's own statistic is not required), and a finite
@@ -168,6 +170,12 @@ def check(loss: StyleLoss, channels: int = 8) -> None:
     f = jax.nn.relu(jax.random.normal(key, (6, 5, channels)))
     g = jax.nn.relu(jax.random.normal(jax.random.PRNGKey(1), (6, 5, channels)))
     try:
+        try:
+            single = loss.distance(loss.statistic(f), loss.painting_target(g), "relative")
+        except NotImplementedError:  # a loss that defines layer_loss itself (MRF) needs neither
+            single = jnp.zeros(())
+        if jnp.shape(single) != ():
+            raise JaxstyleError(f"{what}: distance must return a scalar, got shape {jnp.shape(single)}")
         targets = loss.stack([loss.painting_target(g)])
         value, grad = jax.value_and_grad(lambda x: loss.layer_loss(x, targets, jnp.ones((1,)), "relative"))(f)
     except JaxstyleError:
@@ -176,8 +184,6 @@ def check(loss: StyleLoss, channels: int = 8) -> None:
         first = (str(e).strip().splitlines() or [""])[0][:160]
         raise JaxstyleError(f"{what} failed on test features ({type(e).__name__}: {first}); fix its statistic, "
                             "target or distance") from None
-    if jnp.shape(value) != ():
-        raise JaxstyleError(f"{what}: distance must return a scalar, got shape {jnp.shape(value)}")
     if not bool(jnp.isfinite(value)):
         raise JaxstyleError(f"{what} returned {float(value)} on test features; it must be finite")
     if not bool(jnp.all(jnp.isfinite(grad))):

@@ -1,7 +1,8 @@
 """Reproduce Gatys, Ecker & Bethge (2015): content and style representations on their own (Fig. 1),
 one photo in several styles (Fig. 2) and the alpha/beta-by-layers grid (Fig. 3), as contact sheets;
-and the spatial control of Gatys et al. (2017): two regions of a photo from two paintings, with and
-without guidance (:func:`figure_spatial`).
+the spatial control of Gatys et al. (2017): two regions of a photo from two paintings, with and
+without guidance (:func:`figure_spatial`); and every registered style loss side by side
+(:func:`figure_losses`).
 
 Layer names: the paper's ``conv4_2`` is our ``relu4_2`` (Caffe's ReLU runs in place, so the blob
 the paper reads under the conv name holds the rectified activation).
@@ -168,3 +169,20 @@ def figure_spatial(content: ImageLike, styles: Sequence[ImageLike], config: Styl
                            "guided Grams"],
                           title="Spatial control (Gatys et al. 2017): each region of the photo from its own painting")
     return sheet, {"unguided": unguided, "guided": guided}
+
+
+def figure_losses(content: ImageLike, style: ImageLike, config: StyleConfig | None = None,
+                  names: Sequence[str] | None = None) -> tuple[Image.Image, dict[str, Result]]:
+    """One photo and painting rendered with every registered style loss (or ``names``) at the same
+    settings and steps, side by side: photo, painting, then one labelled column per loss."""
+    from .. import losses
+
+    config = config or StyleConfig()
+    names = tuple(names or losses.names())
+    results = {name: stylize(content, (style,), config.replace(style_loss=name)) for name in names}
+    photo = results[names[0]].image if isinstance(content, np.ndarray) else image_io.load_image(content, config.size)
+    painting = style if isinstance(style, np.ndarray) else image_io.load_image(style, config.size)
+    labels = [f"{name} ({results[name].timings['total']:.0f} s)" for name in names]
+    sheet = contact_sheet([[photo, painting, *(results[n].image for n in names)]], [], ["photo", "painting", *labels],
+                          title=f"Style losses at {config.size} px, {config.steps} steps, the same settings otherwise")
+    return sheet, results
