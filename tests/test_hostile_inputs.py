@@ -615,6 +615,18 @@ def test_video_never_overwrites_files_it_did_not_write(capsys, folder):
             "holds files jaxstyle video did not write (settings.json)")
 
 
+def test_a_read_only_frames_folder_is_refused_before_any_frame(capsys, folder, monkeypatch):
+    frames = folder / "frames"
+    frames.mkdir()
+    for k in range(2):
+        image.save_image(smooth_image(24, 32, k * 0.3), frames / f"f{k}.png")
+    (folder / "styled").mkdir()
+    real_access = os.access  # root writes anywhere: see the folder as a non-root user would (0o555)
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == folder / "styled" else real_access(p, mode))
+    refused(capsys, ["video", frames, folder / "s.png", "-o", folder / "styled", *SHALLOW], folder,
+            "the frames folder")
+
+
 def test_video_frames_of_different_sizes_are_refused_up_front(capsys, folder):
     frames = folder / "frames"
     frames.mkdir()

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import JaxstyleError
 from ..io.flow import FLOWS
 from ..io.frames import VIDEO_SUFFIXES, is_video_file, parse_frames
-from ..io.image import OUTPUT_FORMATS, same_file
+from ..io.image import OUTPUT_FORMATS, check_writable, same_file
 from ..model.hub import DEFAULT as DEFAULT_WEIGHTS
 from ..model.hub import load as load_weights
 from ..run.video import VideoOptions, frames_folder, stylize_video
@@ -63,6 +63,8 @@ def run_video(args: argparse.Namespace, argv) -> int:
         raise JaxstyleError(f"{str(folder)!r} is a file, not a folder for the frames; choose another -o")
     if folder.is_dir() and Path(args.video).is_dir() and same_file(folder, args.video):
         raise JaxstyleError(f"-o {args.output!r} is the input folder: its frames would be overwritten; choose another -o")
+    # the frames are written into the folder (or the folder made beside them): refused now, not after the first frame
+    check_writable(folder / "frame_000000.png" if folder.is_dir() else folder, "the frames")
     weights = load_weights(args.weights)
     bar = Bar(args.quiet, unit="frame", desc="video")
 
