@@ -174,3 +174,19 @@ def test_the_readme_custom_loss_example_runs_as_a_script(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     written = list(tmp_path.glob("*.png"))
     assert written and jaxstyle.load_image(written[0]).shape[2] == 3
+
+
+def test_a_loss_that_declares_it_cannot_be_batched_runs_its_jobs_one_at_a_time(monkeypatch):
+    from jaxstyle.run import batch as batching
+
+    @dataclasses.dataclass(frozen=True)
+    class Alone(losses.Gram):
+        batchable = False
+
+    sizes = []
+    real_run = batching.run
+    monkeypatch.setattr(batching, "run", lambda jobs, **kw: sizes.append(len(jobs)) or real_run(jobs, **kw))
+    config = StyleConfig(style_loss=Alone(), **SHALLOW)
+    stylize_batch([Job(smooth_image(24, 32, k), (stripes(32, 32),), config.replace(seed=k)) for k in range(3)],
+                  batch_size=3)
+    assert sizes == [1, 1, 1]

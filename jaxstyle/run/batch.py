@@ -95,6 +95,8 @@ def stylize_batch(jobs: Sequence[Job | Prepared], *, weights: VGGWeights | None 
     config = jobs[0].config
     if any(tile_plan(long_side_shape(shapes[0], size), config) is not None for size, _ in config.schedule()):
         size = 1  # too large to evaluate whole: each job runs alone, tile by tile (compiled once per shape)
+    elif not config.loss.batchable:
+        size = 1  # the style loss declares it cannot be vmapped over jobs
     else:
         size = batch_size or auto_batch_size(shapes[0][0] * shapes[0][1], len(jobs), len(devices),
                                               config.lbfgs_memory_for(planned=False))
