@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 
-import jax
 import jax.numpy as jnp
 import pytest
 

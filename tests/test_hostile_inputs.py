@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from jaxstyle import JaxstyleError, StyleConfig, cli
-from jaxstyle.io import image
+from jaxstyle.io import files, image
 from jaxstyle.optim import optimize
 from jaxstyle.run import problem, transfer
 from jaxstyle.model import weights as W
@@ -120,8 +120,8 @@ def test_unwritable_outputs_are_refused_before_any_work(capsys, folder, monkeypa
 def test_temp_files_cleaned_are_only_our_own_from_dead_writers(folder):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    ours_stale = folder / f".o.png{image.TEMP_TAG}{dead_pid}-abc.tmp"
-    ours_live = folder / f".o.png{image.TEMP_TAG}{os.getppid()}-def.tmp"  # a live writer (pytest's parent)
+    ours_stale = folder / f".o.png{files.TEMP_TAG}{dead_pid}-abc.tmp"
+    ours_live = folder / f".o.png{files.TEMP_TAG}{os.getppid()}-def.tmp"  # a live writer (pytest's parent)
     users = [folder / ".notes.tmp", folder / ".o.png.tmp", folder / ".o.png.x.tmp"]
     for p in [ours_stale, ours_live, *users]:
         p.write_bytes(b"")

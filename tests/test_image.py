@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from jaxstyle import JaxstyleError
-from jaxstyle.io import image
+from jaxstyle.io import files, image
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_failed_write_leaves_no_file(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        image.atomic_write(tmp_path / "out.png", boom)
+        files.atomic_write(tmp_path / "out.png", boom)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -12,7 +12,8 @@ from .. import interrupt
 from ..config import INITS, StyleConfig
 from ..errors import JaxstyleError
 from ..evaluate import memory
-from ..io.image import atomic_write_all, check_output_path, image_writer, same_file, save_image, save_pil
+from ..io.files import atomic_write_all
+from ..io.image import check_output_path, image_writer, same_file, save_image, save_pil
 from ..io.sheet import loss_plot
 from ..model.hub import DEFAULT as DEFAULT_WEIGHTS
 from ..model.hub import load as load_weights

@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from . import image as image_io
+from .files import atomic_write
 from ..errors import JaxstyleError
 from .flow import video_extra
 
@@ -158,9 +159,9 @@ def read(source: Source, size: int) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def write(frames: list[Path], output: str | os.PathLike, fps: float) -> Path:
-    """Encode image files into the video ``output``, atomically (``image.atomic_write``)."""
+    """Encode image files into the video ``output``, atomically (``files.atomic_write``)."""
     output = Path(output)
-    image_io.atomic_write(output, lambda tmp: _encode(frames, tmp, output.suffix.lower(), fps))
+    atomic_write(output, lambda tmp: _encode(frames, tmp, output.suffix.lower(), fps))
     return output
 
 

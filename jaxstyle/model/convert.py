@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import JaxstyleError
-from ..io.image import atomic_write, check_writable, same_file
+from ..io.files import atomic_write
+from ..io.image import check_writable, same_file
 from .vgg import CONV_LAYERS, features
 from .weights import VGGWeights, load_file, record_hash, sha256_file
 

@@ -257,7 +257,7 @@ def recorded_hashes() -> dict[str, str]:
 
 def record_hash(key: str, digest: str) -> None:
     """Remember ``digest`` for ``key`` (trust on first use), written atomically."""
-    from ..io.image import atomic_write
+    from ..io.files import atomic_write
 
     hashes = recorded_hashes()
     hashes[key] = digest

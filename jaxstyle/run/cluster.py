@@ -146,6 +146,10 @@ def _join_rendezvous(host: str, port: int, index: int, count: int, timeout: floa
                                 f"{theirs}, this one ({index}) with {count}; give every process the same --num-processes")
         raise JaxstyleError("process 0 gave up waiting for the other processes within its --coordinator-timeout; "
                             "start every process, then run the same command again")
+    if reply is None and time.monotonic() >= deadline:  # process 0 is still waiting for another process
+        raise JaxstyleError(f"process 0 at {coordinator} did not let the processes start within {timeout:g} s: it "
+                            "waits for every process; start them all with the same --coordinator, or raise "
+                            "--coordinator-timeout")
     raise JaxstyleError(f"the server at {coordinator} is not process 0 of a jaxstyle sweep (it did not answer its "
                         "hello): give process 0's address and the port its --coordinator names")
 

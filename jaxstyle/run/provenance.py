@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..config import INITS, StyleConfig
 from ..errors import JaxstyleError
-from ..io.image import atomic_write
+from ..io.files import atomic_write
 from ..model.weights import sha256_file
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import batch as batching
+from ..io import files
 from ..io import image as image_io
 from . import cluster
 from .. import interrupt
@@ -203,7 +204,7 @@ def _merge_manifests(outdir: Path) -> None:
         return
     entries = read_manifest(outdir)
     text = "".join(json.dumps(e, sort_keys=True, default=str) + "\n" for e in entries.values())
-    image_io.atomic_write(outdir / MANIFEST, lambda tmp: Path(tmp).write_bytes(text.encode()))
+    files.atomic_write(outdir / MANIFEST, lambda tmp: Path(tmp).write_bytes(text.encode()))
     for part in parts:
         part.unlink()
 
@@ -233,7 +234,7 @@ def _create_folder(outdir: Path) -> None:
         outdir.mkdir()
     image_io.check_writable(outdir / MANIFEST, "sweep manifest")
     image_io.check_writable(outdir / SHEET, "contact sheet")
-    image_io.clean_stale_temps(outdir)  # only our own, left by a writer killed mid-write
+    files.clean_stale_temps(outdir)  # only our own, left by a writer killed mid-write
 
 
 def _output_folder(outdir, processes: cluster.Processes) -> Path:

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..io import color, flow, frames
 from ..io import image as image_io
+from ..io.files import atomic_write
 from ..config import StyleConfig
 from ..errors import JaxstyleError
 from .problem import Prepared, Temporal, load_regions, prepare, prepare_colour
@@ -220,7 +221,7 @@ def stylize_video(video: str | os.PathLike, styles: Sequence[str], output: str |
     folder.mkdir(parents=True, exist_ok=True)
     done = finished(folder, key, source.start, source.stop)
     text = json.dumps({"key": key, **settings}, indent=2, default=str)
-    image_io.atomic_write(folder / SETTINGS, lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_write(folder / SETTINGS, lambda tmp: Path(tmp).write_text(text + "\n"))
     previous = previous_output = None
     stylised, seconds = 0, 0.0
     for index, frame in itertools.chain([first], reader):
