@@ -642,7 +642,7 @@ def test_rerun_finds_moved_inputs_beside_the_sidecar_and_refuses_changed_ones(ca
     monkeypatch.chdir(folder)
     assert cli.main(["c.png", "s.png", "-o", "o.png", *SHALLOW]) == 0
     meta = json.loads((folder / "o.png.json").read_text())
-    assert meta["inputs"]["content"]["sha256"] == hashlib.sha256((folder / "c.png").read_bytes()).hexdigest()
+    assert meta["inputs"]["content image"]["sha256"] == hashlib.sha256((folder / "c.png").read_bytes()).hexdigest()
     moved = folder / "elsewhere"
     moved.mkdir()
     for name in ("c.png", "s.png", "o.png", "o.png.json"):
@@ -653,7 +653,7 @@ def test_rerun_finds_moved_inputs_beside_the_sidecar_and_refuses_changed_ones(ca
     capsys.readouterr()
     image.save_image(stripes(36, 36)[::-1], moved / "s.png")  # the painting changed
     line = refused(capsys, ["rerun", moved / "o.png.json", "-o", moved / "new.png", "--quiet"], folder,
-                   "the style 1 image")
+                   "the style image 1")
     assert "changed since the image was made" in line and "--force" in line
     assert cli.main(["rerun", str(moved / "o.png.json"), "-o", str(moved / "new.png"), "--quiet", "--force"]) == 0
 

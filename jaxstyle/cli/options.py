@@ -91,13 +91,17 @@ def add(parser, *flags, shown: str | None = None, kind: str | None = None, **kwa
     return action
 
 
+def flag(name: str) -> str:
+    """The command-line flag of an option: ``--name-with-dashes``."""
+    return "--" + name.replace("_", "-")
+
+
 def add_config_options(parser, base: StyleConfig = StyleConfig()) -> None:
     """One flag per :class:`StyleConfig` field, from the field's metadata; defaults from ``base``."""
     for f in options():
         meta = f.metadata
         if not meta["flag"]:
             continue
-        flag = "--" + f.name.replace("_", "-")
         kwargs = dict(default=getattr(base, f.name), help=meta["help"], shown=meta["shown"], kind=meta["kind"])
         if meta["choices"]:  # a callable gives them when the parser is built (the registered style losses)
             kwargs["choices"] = tuple(meta["choices"]() if callable(meta["choices"]) else meta["choices"])
@@ -107,14 +111,14 @@ def add_config_options(parser, base: StyleConfig = StyleConfig()) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = _TYPES.get(f.type, str)
-        add(parser, flag, **kwargs)
+        add(parser, flag(f.name), **kwargs)
 
 
 def given_options(argv) -> set[str]:
     """Destinations of the config options (and ``--save-every``) that appear explicitly in ``argv``."""
     tokens = {str(t).split("=", 1)[0] for t in argv if str(t).startswith("-")}
     names = [f.name for f in options() if f.metadata["flag"]] + ["save_every"]
-    return {name for name in names if {"--" + name.replace("_", "-"), "--no-" + name.replace("_", "-")} & tokens}
+    return {name for name in names if {flag(name), "--no-" + flag(name)[2:]} & tokens}
 
 
 def config_from_args(args: argparse.Namespace, given: set[str] | None = None) -> StyleConfig:

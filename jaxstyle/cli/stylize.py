@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .. import interrupt
-from ..config import INITS, StyleConfig
+from ..config import StyleConfig
 from ..errors import JaxstyleError
 from ..evaluate import memory
 from ..io.files import atomic_write_all
@@ -18,7 +18,7 @@ from ..io.sheet import loss_plot
 from ..model.hub import DEFAULT as DEFAULT_WEIGHTS
 from ..model.hub import load as load_weights
 from ..run.problem import Job, prepare_job
-from ..run.provenance import metadata, read_sidecar, resolve_inputs, sidecar_path, sidecar_writer
+from ..run.provenance import input_files, metadata, read_sidecar, resolve_inputs, sidecar_path, sidecar_writer
 from ..run.transfer import run
 from .endings import say, step_progress
 from .options import (COMMANDS, DEVICES, PRESETS, add, add_config_options, check_outputs, config_from_args, device,
@@ -122,12 +122,7 @@ def render(job: Render) -> int:
     if job.save_every:  # the pattern, checked at its shortest and longest names, not every path
         for step in sorted({job.save_every, total}):
             outputs[f"the --save-every image of step {step}"] = intermediate_path(output, step)
-    inputs = {"content image": job.content, **{f"style image {i + 1}": s for i, s in enumerate(job.styles)}}
-    if config.init not in INITS:
-        inputs["--init image"] = config.init
-    if config.content_mask is not None:
-        inputs["--content-mask"] = config.content_mask
-    inputs.update({f"style mask {i + 1}": m for i, m in enumerate(config.style_masks or ())})
+    inputs = input_files(job.content, job.styles, config)
     check_outputs(outputs, inputs)
     for what, path in inputs.items():  # an input the --save-every images would overwrite
         step = _intermediate_step(output, path)
@@ -176,12 +171,13 @@ def run_rerun(args: argparse.Namespace, argv) -> int:
     output = args.output or str(original.with_name(f"{original.stem}_rerun{original.suffix}"))
     weights = meta.get("weights") or DEFAULT_WEIGHTS
     files = resolve_inputs(meta, args.sidecar, force=args.force)
-    config = meta["config"].replace(**{key: files[role] for key, role in (("init", "init"), ("content_mask", "content_mask"))
-                                       if role in files})
+    config = meta["config"].replace(**{key: files[label] for key, label in (("init", "--init image"),
+                                                                            ("content_mask", "--content-mask"))
+                                       if label in files})
     if config.style_masks:
         config = config.replace(style_masks=tuple(files[f"style mask {i + 1}"] for i in range(len(config.style_masks))))
-    styles = tuple(files[f"style {i + 1}"] for i in range(len(meta["styles"])))
-    return render(Render(content=files["content"], styles=styles, output=output, config=config,
+    styles = tuple(files[f"style image {i + 1}"] for i in range(len(meta["styles"])))
+    return render(Render(content=files["content image"], styles=styles, output=output, config=config,
                          weights=weights, bit_depth=meta.get("bit_depth", 8), quiet=args.quiet, device=args.device,
                          argv=tuple(str(a) for a in argv), weights_sha256=meta["weights_sha256"],
                          sidecar=str(args.sidecar)))

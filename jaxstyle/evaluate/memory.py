@@ -136,20 +136,14 @@ def _rlimit_limits(proc: Path, rlimits) -> list[Limit]:
 
 
 def _host_memory(proc: Path) -> Limit:
-    available = total = None
-    try:
-        for line in (proc / "meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-            elif line.startswith("MemTotal:"):
-                total = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    """The host's available and total memory (``/proc/meminfo``, else ``sysconf``)."""
+    available = _stat(proc / "meminfo", "MemAvailable:") * 1024 or None  # "MemAvailable:  23967500 kB"
+    total = _stat(proc / "meminfo", "MemTotal:") * 1024 or None
     if available is None or total is None:
         try:
             page = os.sysconf("SC_PAGE_SIZE")
-            available = os.sysconf("SC_AVPHYS_PAGES") * page if available is None else available
-            total = os.sysconf("SC_PHYS_PAGES") * page if total is None else total
+            available = available or os.sysconf("SC_AVPHYS_PAGES") * page
+            total = total or os.sysconf("SC_PHYS_PAGES") * page
         except (ValueError, OSError, AttributeError):
             available, total = available or 4 << 30, total or 8 << 30
     return Limit(available, total, "the host's available memory")

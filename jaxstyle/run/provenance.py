@@ -22,15 +22,16 @@ def sidecar_path(output: str | Path) -> Path:
 
 
 def input_files(content, styles, config: StyleConfig) -> dict[str, str]:
-    """``{role: path}`` of every input file of a run: ``content``, ``style 1`` …, and the config's
-    ``init`` image, ``content_mask`` and ``style mask 1`` … when they are files."""
-    files = {"content": content, **{f"style {i + 1}": s for i, s in enumerate(styles)}}
+    """``{label: path}`` of every input file of a run, labelled as messages name them: ``content
+    image``, ``style image 1`` …, and the config's ``--init image``, ``--content-mask`` and
+    ``style mask 1`` … when they are files."""
+    files = {"content image": content, **{f"style image {i + 1}": s for i, s in enumerate(styles)}}
     if config.init not in INITS:
-        files["init"] = config.init
+        files["--init image"] = config.init
     if config.content_mask is not None:
-        files["content_mask"] = config.content_mask
+        files["--content-mask"] = config.content_mask
     files.update({f"style mask {i + 1}": m for i, m in enumerate(config.style_masks or ())})
-    return {role: str(path) for role, path in files.items() if isinstance(path, (str, os.PathLike))}
+    return {label: str(path) for label, path in files.items() if isinstance(path, (str, os.PathLike))}
 
 
 def record_inputs(files: dict[str, str]) -> dict[str, dict]:
@@ -52,10 +53,10 @@ def resolve_inputs(meta: dict, sidecar: str | Path, force: bool = False) -> dict
         candidates += [given] if given.is_absolute() else [Path(sidecar).parent / given, given]
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
-            raise JaxstyleError(f"the {role} image {entry['path']!r} of {str(sidecar)!r} is not there any more (looked "
+            raise JaxstyleError(f"the {role} {entry['path']!r} of {str(sidecar)!r} is not there any more (looked "
                                 f"at {', '.join(repr(str(c)) for c in candidates)}); restore it")
         if entry.get("sha256") and not force and sha256_file(path) != entry["sha256"]:
-            raise JaxstyleError(f"the {role} image {str(path)!r} changed since the image was made (its SHA-256 "
+            raise JaxstyleError(f"the {role} {str(path)!r} changed since the image was made (its SHA-256 "
                                 "differs); restore it, or pass --force to render from it as it is")
         found[role] = str(path)
     return found
