@@ -15,6 +15,7 @@ import sys
 
 _received: int | None = None
 _kept: list[str] = []
+_deferring = 0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -32,7 +33,20 @@ class Interrupted(KeyboardInterrupt):
 def _handler(signum, frame):
     global _received
     _received = signum
-    raise Interrupted(signum)
+    if not _deferring:
+        raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def deferred():
+    """Inside the block a signal is only recorded; it is raised by the first :func:`check` after it.
+    For updates that must not be cut in half (a training step and the state that records it)."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ LAYERS = (
     ("losses", "optim"),           # the loss terms; the optimisers (independent of each other)
     ("config", "compile_cache"),   # StyleConfig, the single source of every option's default
     ("evaluate",),                 # the objective, whole, in tiles or in bands, and the plan
-    ("run",),                      # problems, the run loop, batches, sweeps, video, the paper
+    ("run", "net"),                # problems, the run loop, batches, sweeps, video, the paper; the fast network
     ("notebook", "__init__"),      # the front ends that Python users import
     ("cli", "__main__"),           # the command line
 )

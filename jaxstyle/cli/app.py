@@ -15,7 +15,7 @@ import warnings
 
 from .. import compile_cache, interrupt
 from ..config import KINDS
-from . import paper, stylize, sweep, video, weights
+from . import net, paper, stylize, sweep, video, weights
 from .endings import one_line_endings, show_warning
 from .options import COMMANDS, Parser
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line: every command, as argparse subparsers."""
     top = _Command(prog="jaxstyle", description="Neural style transfer (Gatys, Ecker & Bethge 2015).")
     sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for family in (stylize, sweep, video, weights, paper):
+    for family in (stylize, sweep, video, net, weights, paper):
         family.add_parsers(sub)
     return top
 

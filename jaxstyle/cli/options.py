@@ -16,7 +16,7 @@ from ..errors import JaxstyleError
 from ..io.image import check_writable, file_identity
 
 DEVICES = ("cpu", "gpu", "tpu")
-COMMANDS = ("stylize", "rerun", "sweep", "video", "weights", "figure", "reconstruct", "texture")
+COMMANDS = ("stylize", "rerun", "sweep", "video", "train", "apply", "weights", "figure", "reconstruct", "texture")
 PRESETS = {"default": StyleConfig, "paper": StyleConfig.paper}
 
 
@@ -96,11 +96,12 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_options(parser, base: StyleConfig = StyleConfig()) -> None:
-    """One flag per :class:`StyleConfig` field, from the field's metadata; defaults from ``base``."""
+def add_config_options(parser, base: StyleConfig = StyleConfig(), names: tuple[str, ...] | None = None) -> None:
+    """One flag per :class:`StyleConfig` field (or per field in ``names``), from the field's metadata;
+    defaults from ``base``."""
     for f in options():
         meta = f.metadata
-        if not meta["flag"]:
+        if not meta["flag"] or (names is not None and f.name not in names):
             continue
         kwargs = dict(default=getattr(base, f.name), help=meta["help"], shown=meta["shown"], kind=meta["kind"])
         if meta["choices"]:  # a callable gives them when the parser is built (the registered style losses)
@@ -121,13 +122,16 @@ def given_options(argv) -> set[str]:
     return {name for name in names if {flag(name), "--no-" + flag(name)[2:]} & tokens}
 
 
-def config_from_args(args: argparse.Namespace, given: set[str] | None = None) -> StyleConfig:
+def config_from_args(args: argparse.Namespace, given: set[str] | None = None,
+                     names: tuple[str, ...] | None = None) -> StyleConfig:
     """The run's StyleConfig: the preset (default or paper), overridden by every option given.
 
     ``given`` names the options typed on the command line; ``None`` means all of them (API use).
+    ``names``: only these fields are read from ``args`` (a command with a subset of the options).
     """
-    values = {f.name: getattr(args, f.name) for f in options() if f.metadata["flag"]}
-    values["chunk"] = args.save_every or StyleConfig().chunk
+    values = {f.name: getattr(args, f.name) for f in options()
+              if f.metadata["flag"] and (names is None or f.name in names)}
+    values["chunk"] = getattr(args, "save_every", None) or StyleConfig().chunk
     if given is not None:
         given = given | ({"chunk"} if "save_every" in given else set())
         if args.preset != "default":

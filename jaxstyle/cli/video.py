@@ -12,6 +12,7 @@ from ..io.frames import VIDEO_SUFFIXES, is_video_file, parse_frames
 from ..io.image import OUTPUT_FORMATS, check_writable, same_file
 from ..model.hub import DEFAULT as DEFAULT_WEIGHTS
 from ..model.hub import load as load_weights
+from ..net.store import load as load_network
 from ..run.video import VideoOptions, frames_folder, stylize_video
 from .endings import Bar, resumable
 from .options import DEVICES, PRESETS, add, add_config_options, check_outputs, config_from_args, device, given_options
@@ -27,7 +28,9 @@ def add_parsers(sub) -> None:
                                    "OUT.frames/ (or the output folder) with a manifest: rerunning the same command "
                                    "resumes at the first missing frame. Needs the video extra: pip install 'jaxstyle[video]'.")
     v.add_argument("video", help="input video file or folder of frames (sorted by name)")
-    v.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended equally")
+    v.add_argument("styles", nargs="*", metavar="style", help="style image(s); several are blended equally")
+    add(v, "--net", default=None, metavar="NET", help="stylise each frame with this network (jaxstyle train) "
+        "instead of paintings: one forward pass per frame")
     add(v, "-o", "--output", required=True,
          help=f"output video ({', '.join(VIDEO_SUFFIXES)}) or a folder for the frames")
     add_config_options(v)
@@ -55,6 +58,9 @@ def run_video(args: argparse.Namespace, argv) -> int:
     output = Path(args.output)
     if output.suffix.lower() in OUTPUT_FORMATS:
         raise JaxstyleError(f"-o {args.output!r} is an image; give a video file (.mp4, …) or a folder for the frames")
+    if bool(args.styles) == bool(args.net):
+        raise JaxstyleError("give the style image(s), or a network with --net (one of the two)")
+    network = load_network(args.net) if args.net else None
     inputs = {"input video": args.video, **{f"style image {i + 1}": s for i, s in enumerate(args.styles)}}
     if is_video_file(output):
         check_outputs({"-o": output}, inputs)
@@ -65,15 +71,17 @@ def run_video(args: argparse.Namespace, argv) -> int:
         raise JaxstyleError(f"-o {args.output!r} is the input folder: its frames would be overwritten; choose another -o")
     # the frames are written into the folder (or the folder made beside them): refused now, not after the first frame
     check_writable(folder / "frame_000000.png" if folder.is_dir() else folder, "the frames")
-    weights = load_weights(args.weights)
+    weights = load_weights(args.weights) if network is None else None
     bar = Bar(args.quiet, unit="frame", desc="video")
 
     def progress(p):
-        bar.show(p.done, p.total, s_per_frame=f"{p.seconds:.1f}", loss=f"{p.loss:.4g}")
+        loss = {} if network is not None else {"loss": f"{p.loss:.4g}"}
+        bar.show(p.done, p.total, s_per_frame=f"{p.seconds:.2f}", **loss)
 
     with bar, resumable(lambda: len(list(folder.glob("frame_*.png"))) if folder.is_dir() else 0, "frame", folder), \
             device(args.device):
-        summary = stylize_video(args.video, args.styles, output, config, options, weights=weights, progress=progress)
+        summary = stylize_video(args.video, args.styles, output, config, options, weights=weights, progress=progress,
+                                network=network)
     per_frame = f", {summary['seconds_per_frame']:.1f} s per frame" if summary["seconds_per_frame"] else ""
     print(f"wrote {args.output} ({summary['frames']} frame(s): {summary['done']} stylised now, {summary['skipped']} "
           f"already done{per_frame}; frames in {summary['folder']})", file=sys.stderr)

@@ -36,6 +36,8 @@ from ..errors import JaxstyleError
 from .problem import Prepared, Temporal, load_regions, prepare, prepare_colour
 from .transfer import run
 from ..model.weights import VGGWeights, load_bundled
+from ..net.inference import apply as apply_network
+from ..net.store import Network
 
 MANIFEST = "manifest.jsonl"
 SETTINGS = "settings.json"
@@ -194,9 +196,13 @@ def _link(previous: np.ndarray, previous_output: np.ndarray, frame: np.ndarray, 
 
 def stylize_video(video: str | os.PathLike, styles: Sequence[str], output: str | os.PathLike,
                   config: StyleConfig = StyleConfig(), options: VideoOptions = VideoOptions(), *,
-                  weights: VGGWeights | None = None, progress: Callable[[FrameDone], None] | None = None) -> dict:
+                  weights: VGGWeights | None = None, progress: Callable[[FrameDone], None] | None = None,
+                  network: Network | None = None) -> dict:
     """Stylise the frames of ``video`` (a file or a folder of frames) into ``output`` (a video file,
     or a folder for the frames), resuming where a previous run with the same settings stopped.
+
+    With ``network`` (``jaxstyle.net``; ``styles`` then empty), each frame is the network's output at
+    ``config.size`` (and ``config.color``), one forward pass, instead of an optimisation.
 
     Returns:
       A dict: ``"frames"`` (how many were selected), ``"done"`` (stylised now), ``"skipped"``
@@ -206,17 +212,21 @@ def stylize_video(video: str | os.PathLike, styles: Sequence[str], output: str |
     require_extra()
     options.validate()
     config.validate()
-    weights = load_bundled() if weights is None else weights
+    if network is not None and styles:
+        raise JaxstyleError("give either paintings or a network (--net), not both")
+    weights = load_bundled() if weights is None and network is None else weights
     source = frames.open_source(video, options.frames)
     folder = frames_folder(output)
-    key, settings = settings_key(source, styles, config, options, weights.sha256)
+    key, settings = settings_key(source, styles, config, options,
+                                 weights.sha256 if network is None else f"net:{network.fingerprint()}")
     reader = frames.read(source, config.size)
     first = next(reader)
-    # The paintings (colour-controlled once, on the first frame) and regions of every frame, checked
-    # before anything is written.
-    content, paintings = prepare(first[1], list(styles), config)
-    _, paintings = prepare_colour(content, paintings, config)
-    regions = load_regions(config, content, paintings)
+    if network is None:
+        # The paintings (colour-controlled once, on the first frame) and regions of every frame, checked
+        # before anything is written.
+        content, paintings = prepare(first[1], list(styles), config)
+        _, paintings = prepare_colour(content, paintings, config)
+        regions = load_regions(config, content, paintings)
     check_owned(folder)
     folder.mkdir(parents=True, exist_ok=True)
     done = finished(folder, key, source.start, source.stop)
@@ -228,6 +238,16 @@ def stylize_video(video: str | os.PathLike, styles: Sequence[str], output: str |
         path = folder / frame_name(index)
         if index in done:
             previous, previous_output = frame, image_io.load_image(path)
+            continue
+        if network is not None:
+            t0 = time.perf_counter()
+            image_io.save_image(apply_network(network, frame, color_mode=None if config.color == "none" else config.color,
+                                              max_memory=config.max_memory), path)
+            elapsed = time.perf_counter() - t0
+            _record(folder, {"frame": index, "file": path.name, "key": key, "seconds": round(elapsed, 3)})
+            stylised, seconds = stylised + 1, seconds + elapsed
+            if progress is not None:
+                progress(FrameDone(index, len(done) + stylised, source.count, elapsed, float("nan"), path, 1))
             continue
         frame_config = config
         if previous is None:  # the first frame: the image defaults, temporal weight 0 (same program)
