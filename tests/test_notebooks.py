@@ -111,3 +111,16 @@ def test_live_preview_fetches_the_image_only_at_its_interval(capsys):
     for step in range(10, 101, 10):
         bar(progress(step))
     assert fetched == [] and "100/100" in capsys.readouterr().err
+
+
+def test_fast_style_notebook_in_a_kernel(tmp_path, monkeypatch):
+    nb = execute("fast_style.ipynb", tmp_path, monkeypatch, size=64, steps=4)
+    no_errors(nb)
+    assert "1 photo(s) in photos_at_hand" in "".join(o.get("text", "") for o in outputs_of(nb, "scan(PHOTOS"))
+    live = outputs_of(nb, "progress=live(")
+    assert has_png(live) == 1  # the preview, updated in place
+    assert "step 4/4" in live[1]["data"]["text/plain"] and "(done)" in live[1]["data"]["text/plain"]
+    assert "4 steps, 16 channels" in "".join(o.get("text", "") for o in live)
+    assert has_png(outputs_of(nb, 'Image.open("fast_starry.png")')) == 1
+    from jaxstyle import net
+    assert net.load(tmp_path / "fast_starry.safetensors").training["steps"] == 4
