@@ -4,7 +4,7 @@
 # evaluation untiled, streamed in bands and tiled up to 8192 px.
 #   bash bench/gpu.sh            # on a machine with a CUDA GPU, jax[cuda] and torch
 #   SMOKE=1 bash bench/gpu.sh    # tiny sizes, to check the script on a CPU
-#   PARTS="ttl memory" bash bench/gpu.sh   # only these parts (default: speed torch lbfgs ttl profile memory),
+#   PARTS="ttl memory" bash bench/gpu.sh   # only these parts (default: speed torch lbfgs ttl profile memory net),
 #                                          # to split the table over calls that each have a time limit
 # PYTHON: one interpreter with jaxstyle's dependencies and torch (default python3). time_to_loss.py
 # races the pairs whose images it finds: the bundled chelsea x starry_night, and tubingen x the_scream
@@ -19,10 +19,10 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 \
        XLA_PYTHON_CLIENT_PREALLOCATE=false
 PY=${PYTHON:-python3}
-PARTS=" ${PARTS:-speed torch lbfgs ttl profile memory} "
+PARTS=" ${PARTS:-speed torch lbfgs ttl profile memory net} "
 want() { [[ "$PARTS" == *" $1 "* ]]; }
-if [ -n "${SMOKE:-}" ]; then S=64; TS="64x48"; STEPS=5; MEM="128 256"; TILE=64; DEV=cpu; TTL="--size 64 --iterations 10 --pairs chelsea:starry_night"
-else S=512; TS="512x384 256x192"; STEPS=500; MEM="1024 4096 6144 8192"; TILE=1024; DEV=cuda; TTL="--size 512 --iterations 300"; fi
+if [ -n "${SMOKE:-}" ]; then S=64; TS="64x48"; STEPS=5; MEM="128 256"; TILE=64; DEV=cpu; TTL="--size 64 --iterations 10 --pairs chelsea:starry_night"; NET="--sizes 64 --train-steps 1"
+else S=512; TS="512x384 256x192"; STEPS=500; MEM="1024 4096 6144 8192"; TILE=1024; DEV=cuda; TTL="--size 512 --iterations 300"; NET="--sizes 1024 2048 --train-steps 20"; fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 $PY -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"
 if want speed; then
@@ -61,4 +61,8 @@ fi
 if want memory; then
 echo "== bench/memory.py (device peak bytes in use)"
 $PY bench/memory.py --sizes $MEM --modes untiled streamed tiled --tile $TILE --band $TILE --repeats 3
+fi
+if want net; then
+echo "== bench/net.py: the feed-forward network (jaxstyle.net): apply ms at 1024 px and training images/s at 256 px, batch 4, against PyTorch's TransformerNet"
+$PY bench/net.py $NET --torch $PY --torch-device $DEV
 fi

@@ -8,7 +8,7 @@ after compilation) and the process's peak RSS, each size in a fresh process; the
 TransformerNet (bench/torch_net.py, same weights: the outputs are compared); and the seconds of one
 ``stylize`` step (L-BFGS, defaults) at that size. Then training throughput: images/s at 256 px, batch
 4, jaxstyle's train step against PyTorch's loop on the same objective. ``--device gpu`` runs jaxstyle
-on a GPU (and PyTorch with ``--torch-device cuda``).
+on a GPU (with ``JAX_PLATFORMS`` unset where JAX finds one; PyTorch with ``--torch-device cuda``).
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def main() -> int:
             row.update({f"step_{k}": v for k, v in _child(["--child", "step", str(size), "-"]).items()})
         if args.torch:
             out = subprocess.run([args.torch, str(ROOT / "bench" / "torch_net.py"), "--net", str(net_path), "--apply",
-                                  str(size)], capture_output=True, text=True, check=True).stdout
+                                  str(size), "--device", args.torch_device], capture_output=True, text=True,
+                                 check=True).stdout
             row.update({f"torch_{k}": v for k, v in json.loads(out.strip().splitlines()[-1]).items()})
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -149,15 +150,16 @@ def main() -> int:
         photo = photo[: photo.shape[0] // 4 * 4, : photo.shape[1] // 4 * 4]
         np.save(work / "photo.npy", photo)
         subprocess.run([args.torch, str(ROOT / "bench" / "torch_net.py"), "--net", str(net_path), "--image",
-                        str(work / "photo.npy"), "--out", str(work / "torch.npy")], check=True)
+                        str(work / "photo.npy"), "--out", str(work / "torch.npy"), "--device", args.torch_device],
+                       check=True)
         diff = float(np.abs(np.load(work / "torch.npy") - net.apply(net.load(net_path), photo)).max())
         print(f"same weights, same photo ({photo.shape[1]}x{photo.shape[0]}): max |jaxstyle - PyTorch| = {diff:.2e}")
     train = _child(["--child", "train", str(args.train_steps), "-"])
     print(json.dumps({"jaxstyle_train": train}), flush=True)
     torch_train = None
     if args.torch:
-        out = subprocess.run([args.torch, str(ROOT / "bench" / "torch_net.py"), "--train", str(args.train_steps)],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([args.torch, str(ROOT / "bench" / "torch_net.py"), "--train", str(args.train_steps),
+                              "--device", args.torch_device], capture_output=True, text=True, check=True).stdout
         torch_train = json.loads(out.strip().splitlines()[-1])
         print(json.dumps({"torch_train": torch_train}), flush=True)
     print("\n| long side (4:3) | jaxstyle apply s (peak RSS GB) | PyTorch apply s (peak RSS GB) | x PyTorch | "

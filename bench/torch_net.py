@@ -99,18 +99,26 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def as_tensor(rgb01: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb01.transpose(2, 0, 1)[None], np.float32))
+    return torch.from_numpy(np.ascontiguousarray(rgb01.transpose(2, 0, 1)[None], np.float32)).to(DEVICE)
 
 
 def preprocess(x: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) RGB in [0, 1] -> caffe input (x 255, BGR, ImageNet mean removed), differentiably."""
-    mean = torch.tensor([103.939, 116.779, 123.68]).reshape(1, 3, 1, 1)
+    mean = torch.tensor([103.939, 116.779, 123.68], device=x.device).reshape(1, 3, 1, 1)
     return x.flip(1) * 255.0 - mean
 
 
 def train(net, steps, crop, batch):
-    params = load()
+    params = {k: (w.to(DEVICE), b.to(DEVICE)) for k, (w, b) in load().items()}
     rng = np.random.default_rng(0)
     style = preprocess(as_tensor(rng.uniform(size=(crop, crop, 3)).astype(np.float32)))
     with torch.no_grad():
@@ -118,7 +126,7 @@ def train(net, steps, crop, batch):
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
     def step():
-        photos = torch.from_numpy(rng.uniform(size=(batch, 3, crop, crop)).astype(np.float32))
+        photos = torch.from_numpy(rng.uniform(size=(batch, 3, crop, crop)).astype(np.float32)).to(DEVICE)
         with torch.no_grad():
             content = features(params, preprocess(photos), "relu4_2")["relu4_2"]
         out = features(params, preprocess(net(photos)))
@@ -132,9 +140,11 @@ def train(net, steps, crop, batch):
         opt.step()
 
     step(), step()  # warm-up
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     seconds = time.perf_counter() - t0
     return {"train_images_per_s": steps * batch / seconds, "crop": crop, "batch": batch, "steps": steps,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "peak_rss_gb": peak_rss_gb()}
@@ -150,14 +160,20 @@ def main() -> int:
     ap.add_argument("--train", type=int, default=0, metavar="STEPS")
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # full float32, as jaxstyle's
+    torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     net = TransformerNet(args.width)
     if args.net:
         net.load_jaxstyle(args.net)
+    net = net.to(DEVICE)
     if args.image:
         with torch.no_grad():
-            out = net(as_tensor(np.load(args.image)))[0].numpy().transpose(1, 2, 0)
+            out = net(as_tensor(np.load(args.image)))[0].cpu().numpy().transpose(1, 2, 0)
         np.save(args.out, out)
     for size in args.apply:
         x = as_tensor(np.random.default_rng(0).uniform(size=(size * 3 // 4, size, 3)).astype(np.float32))
@@ -165,8 +181,10 @@ def main() -> int:
         with torch.no_grad():
             net(x)
             for _ in range(3):
+                sync()
                 t = time.perf_counter()
                 net(x)
+                sync()
                 times.append(time.perf_counter() - t)
         print(json.dumps({"size": size, "apply_s": statistics.median(times), "peak_rss_gb": peak_rss_gb(),
                           "threads": torch.get_num_threads()}), flush=True)

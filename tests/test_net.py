@@ -56,6 +56,7 @@ def test_training_halves_the_loss_and_writes_its_files(trained):
     curve = (root / "net.losses.csv").read_text().splitlines()
     assert curve[0] == "step,total,content,style,tv" and len(curve) == 41
     assert float(curve[-1].split(",")[1]) == pytest.approx(losses[-1], rel=1e-5)
+    assert Image.open(root / "net.losses.png").size == (640, 400)
     assert Image.open(root / "net.preview.png").size == (64, 43)  # the bundled photo, long side 64
     assert not (root / "net.safetensors.checkpoint").exists()  # removed once the network is written
 
@@ -164,6 +165,9 @@ def test_killed_training_resumes_to_the_same_network(tmp_path):
         if signum == signal.SIGINT:
             assert code == 130 and "checkpoint at step" in proc.stderr.read()
         assert not out.exists() and 0 < _checkpoint_step(ckpt) < 16
+    at = common.index("--steps") + 1
+    short = _cli("train", *common[:at], 4, *common[at + 1:], "-o", out)  # --steps 4: behind the checkpoint
+    assert short.wait(timeout=120) == 2 and "past --steps 4" in short.stderr.read()
     last = _cli("train", *common, "-o", out)
     assert last.wait(timeout=600) == 0, last.stderr.read()
     a, b = net.load(out), net.load(tmp_path / "whole.safetensors")

@@ -28,7 +28,7 @@ def add_parsers(sub) -> None:
                                    "normalisation) to give any photo the style of STYLE, with jaxstyle's objective "
                                    "over random crops of the photos in --photos. Checkpoints are written to "
                                    "OUT.checkpoint: the same command resumes after Ctrl-C or a kill. Also writes "
-                                   "OUT.preview.png (a held-out photo, stylised) and OUT.losses.csv.")
+                                   "OUT.preview.png (a held-out photo, stylised) and OUT.losses.csv (and .png).")
     t.add_argument("styles", nargs="+", metavar="style", help="the painting(s); several are blended equally")
     add(t, "--photos", required=True, metavar="DIR", help="folder of training photos (searched recursively)")
     add(t, "-o", "--output", required=True, metavar="NET", help="the network file to write (.safetensors)")
@@ -75,7 +75,8 @@ def run_train(args: argparse.Namespace, argv) -> int:
     if args.preview is not None:
         inputs["--preview photo"] = args.preview
     check_outputs({"-o": output, "the checkpoint": checkpoint_path(output), "the preview": preview_path(output),
-                   "the loss curve": curve_path(output)}, inputs)
+                   "the loss curve": curve_path(output), "the loss plot": curve_path(output).with_suffix(".png")},
+                  inputs)
     if output.exists() and not checkpoint_path(output).exists():
         try:
             _, header = read_network_file(output)

@@ -36,6 +36,7 @@ class Photos:
     paths: tuple[Path, ...]
     skipped: dict = field(default_factory=dict)
     sizes: tuple[int, ...] = ()  # each file's size in bytes (part of a training's identity)
+    names: tuple[str, ...] = ()  # each file's path relative to the folder (as given, for a list of files)
 
     def summary(self) -> str:
         skipped = ", ".join(f"{n} {why}" for why, n in self.skipped.items() if n)
@@ -68,8 +69,12 @@ def scan(source, crop: int) -> Photos:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
             part.startswith(".") for part in p.relative_to(folder).parts))
         where = f"the folder {str(folder)!r}"
+
+        def name(path):
+            return path.relative_to(folder).as_posix()
     else:
         files, where = [Path(p) for p in source], "the photos given"
+        name = str
     with ThreadPoolExecutor(8) as pool:
         headers = list(pool.map(_header, files))
     usable, sizes, skipped = [], [], {"unreadable": 0, "tiny": 0}
@@ -86,7 +91,7 @@ def scan(source, crop: int) -> Photos:
                 f"{int(TINY * crop)} px" if files else "no files"
         raise JaxstyleError(f"{where} holds no usable photo ({found}); give a folder of photos at least "
                             f"{int(TINY * crop)} px on their short side")
-    return Photos(tuple(usable), skipped, tuple(sizes))
+    return Photos(tuple(usable), skipped, tuple(sizes), tuple(name(p) for p in usable))
 
 
 @functools.lru_cache(maxsize=256)

@@ -14,6 +14,7 @@ from . import bands, store
 from .transformer import MULTIPLE, RECEPTIVE_RADIUS
 
 COLORS = ("none", "luminance", "histogram")
+MIN_SIDE = 16  # px: a quarter-resolution layer of at least 4 rows for the reflection padding
 
 
 def band_rows(shape: tuple[int, ...], width: int, budget: float | None) -> int | None:
@@ -61,6 +62,9 @@ def apply(network: store.Network | str | os.PathLike, photo, *, size: int | None
         photo = image_io.image_array(photo, "photo")
     if size is not None:
         photo = image_io.resize_long_side(photo, size)
+    if min(photo.shape[:2]) < MIN_SIDE:
+        raise JaxstyleError(f"the photo is {photo.shape[1]}x{photo.shape[0]} px: each side must be at least {MIN_SIDE} px "
+                            "for the network's downsampling; give a larger photo or --size")
     source = color.luminance_image(photo) if trained == "luminance" else photo
     if rows is None:
         if max_memory is not None and not (isinstance(max_memory, (int, float)) and 0 < max_memory < float("inf")):

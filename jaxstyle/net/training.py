@@ -36,6 +36,7 @@ from ..evaluate import objective
 from ..io import color
 from ..io import image as image_io
 from ..io.files import atomic_write
+from ..io.sheet import loss_plot
 from ..model.weights import VGGWeights, load_bundled, sha256_file
 from ..run import problem as problem_lib
 from . import data, store, transformer
@@ -150,11 +151,13 @@ def _painting(source) -> tuple[np.ndarray, str]:
 
 
 def training_key(config: TrainConfig, variants: Sequence[Variant], hashes, photos: data.Photos, weights_sha: str) -> str:
-    """A hash of everything the trained parameters depend on (not the checkpoint or preview cadence)."""
-    common = dataclasses.asdict(dataclasses.replace(config, checkpoint_every=0, preview_every=0, preview_size=16,
-                                                    style=StyleConfig()))
+    """A hash of everything the trained parameters depend on: not the number of steps (step ``t`` does
+    not depend on how many follow it, so a stopped training may be resumed with a larger ``--steps``),
+    nor the checkpoint and preview cadence."""
+    common = dataclasses.asdict(dataclasses.replace(config, steps=1, checkpoint_every=0, preview_every=0,
+                                                    preview_size=16, style=StyleConfig()))
     text = json.dumps({"config": common, "variants": [dataclasses.asdict(v.style) for v in variants],
-                       "styles": hashes, "photos": [[str(p), s] for p, s in zip(photos.paths, photos.sizes)],
+                       "styles": hashes, "photos": [[n, s] for n, s in zip(photos.names, photos.sizes)],
                        "weights": weights_sha}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -237,17 +240,25 @@ def _load_checkpoint(path: Path, key: str, params, adam_state):
         raise JaxstyleError(f"{str(path)!r} is the checkpoint of another training (other painting, photos or "
                             "options); delete it to start this one, or rerun the command that made it")
     flat = store.flatten(jax.device_get(params))
-    restored = store.unflatten({k: tensors[f"params/{k}"] for k in flat})
     leaves, tree = jax.tree.flatten(adam_state)
-    adam = jax.tree.unflatten(tree, [tensors[f"adam/{i}"] for i in range(len(leaves))])
-    return int(header["step"]), jax.tree.map(jnp.asarray, restored), jax.tree.map(jnp.asarray, adam), \
-        [row for row in tensors["history"]]
+    try:
+        restored = store.unflatten({k: tensors[f"params/{k}"] for k in flat})
+        adam = jax.tree.unflatten(tree, [tensors[f"adam/{i}"] for i in range(len(leaves))])
+        history = tensors["history"]
+    except KeyError as e:
+        raise JaxstyleError(f"the checkpoint {str(path)!r} lacks {e.args[0]}: damaged; delete it to start again") from None
+    return int(header["step"]), jax.tree.map(jnp.asarray, restored), jax.tree.map(jnp.asarray, adam), list(history)
 
 
 def _write_curve(path: Path, history: list) -> None:
+    """The first network's loss terms per step: ``path`` (CSV) and beside it the plot (``.png``)."""
     lines = ["step," + ",".join(TERMS)] + [f"{t + 1}," + ",".join(f"{v:.6g}" for v in row[0])
                                           for t, row in enumerate(history)]
     atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    terms = np.asarray(history, np.float64)[:, 0]  # (steps, terms)
+    plot = loss_plot({k: terms[:, i] for i, k in enumerate(TERMS) if np.any(terms[:, i] > 0)},
+                     title="training loss (batch means) per step")
+    image_io.save_pil(plot, path.with_suffix(".png"))
 
 
 def train_many(variants: Sequence[Variant], photos, config: TrainConfig = TrainConfig(), *,
@@ -267,9 +278,10 @@ def train_many(variants: Sequence[Variant], photos, config: TrainConfig = TrainC
     styles = [v.style.validate() for v in variants]
     spec = problem_lib.objective_spec(styles[0])
     for v in variants:
-        if problem_lib.objective_spec(v.style) != spec or len(v.styles) != len(variants[0].styles):
-            raise JaxstyleError("networks trained together must share layers, style loss, pooling, normalisation "
-                                "and their number of paintings; train the others separately")
+        if (problem_lib.objective_spec(v.style) != spec or len(v.styles) != len(variants[0].styles)
+                or v.style.color != styles[0].color):
+            raise JaxstyleError("networks trained together must share layers, style loss, pooling, normalisation, "
+                                "colour mode and their number of paintings; train the others separately")
         if not v.styles:
             raise JaxstyleError("no style image given; pass at least one")
     found = data.scan(photos, config.crop)
@@ -284,11 +296,15 @@ def train_many(variants: Sequence[Variant], photos, config: TrainConfig = TrainC
     params = jax.vmap(lambda k: transformer.init(k, config.width))(keys)
     adam_state = jax.vmap(optax.scale_by_adam().init)(params)
     ckpt = checkpoint_path(variants[0].output)
-    header = {"architecture": transformer.ARCHITECTURE, "width": config.width, "networks": len(variants)}
+    header = {"architecture": transformer.ARCHITECTURE, "width": config.width, "networks": len(variants),
+              "seed": config.seed}  # the random state: batch t and the initial parameters follow from it
     resumed = _load_checkpoint(ckpt, key, params, adam_state)
     start, history = 0, []
     if resumed is not None:
         start, params, adam_state, history = resumed
+        if start >= config.steps:
+            raise JaxstyleError(f"{str(ckpt)!r} is at step {start}, past --steps {config.steps}: give --steps {start} "
+                                "or more to finish it (or delete it to start again)")
     preview_image = image_io.load_image(preview if preview is not None else _default_preview(), config.preview_size) \
         if not isinstance(preview, np.ndarray) else image_io.resize_long_side(preview, config.preview_size)
     luminance = styles[0].color == "luminance"
