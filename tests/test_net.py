@@ -84,6 +84,22 @@ def test_banded_apply_equals_whole_and_the_halo_is_needed(monkeypatch):
     assert np.abs(bands.apply_banded(params, image, rows=16) - whole).max() > 1e-3
 
 
+def test_fast_forms_are_the_plain_network(monkeypatch):
+    """Blocks, sub-pixel upsampling, summed taps and row chunks compute the plain convolutions' function:
+    the same outputs and parameter gradients as pad-then-convolve, layer by layer as written."""
+    monkeypatch.setattr(transformer, "CHUNK", 40)  # chunk even these small layers (several chunks, a ragged last)
+    params = transformer.init(jax.random.key(3), 4)
+    x = jax.random.uniform(jax.random.key(4), (2, 36, 44, 3))
+    np.testing.assert_allclose(transformer.forward(params, x), transformer.forward(params, x, fast=False), atol=1e-5)
+
+    def loss(p, fast):
+        return jnp.sum(jnp.square(transformer.forward(p, x, fast=fast) - 0.5))
+
+    fast, plain = jax.grad(loss)(params, True), jax.grad(loss)(params, False)
+    for name, g in store.flatten(fast).items():
+        np.testing.assert_allclose(g, store.flatten(plain)[name], rtol=1e-3, atol=1e-4, err_msg=name)
+
+
 def test_receptive_radius_bounds_the_network():
     """Which input rows one output row depends on (stats fixed): at most RECEPTIVE_RADIUS each side."""
     params = transformer.init(jax.random.key(0), 4)

@@ -16,7 +16,9 @@ from ..net import apply as net_apply
 from ..net import load as load_network
 from ..net.inference import COLORS
 from ..net.store import read as read_network_file
-from ..net.training import STYLE_OPTIONS, TrainConfig, checkpoint_path, curve_path, preview_path, train
+from ..net.checkpoint import curve_path, preview_path
+from ..net.checkpoint import file_of as checkpoint_path
+from ..net.training import STYLE_OPTIONS, TrainConfig, train
 from .endings import Bar, say
 from .options import DEVICES, add, add_config_options, check_outputs, config_from_args, device, flag, given_options
 
@@ -127,7 +129,11 @@ def run_apply(args: argparse.Namespace, argv) -> int:
         raise JaxstyleError(f"--size (={args.size}) must be between 16 and 65536 px")
     network = load_network(args.network)
     outputs = apply_outputs(list(args.photos), args.output)
-    if len(outputs) > 1 or not outputs[0].suffix or outputs[0].parent != Path(args.output).parent:
+    for photo in args.photos:  # every photo checked before the first is stylised
+        if not Path(photo).is_file():
+            raise JaxstyleError(f"photo {photo!r} {'is a folder' if Path(photo).is_dir() else 'does not exist'}; "
+                                "name image files")
+    if outputs != [Path(args.output)]:  # a folder of outputs
         Path(args.output).mkdir(parents=True, exist_ok=True)
     for path in outputs:
         check_output_path(path)

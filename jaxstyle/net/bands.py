@@ -23,9 +23,11 @@ import numpy as np
 from . import transformer
 from .transformer import MULTIPLE, NORMS, RECEPTIVE_RADIUS
 
-# Peak bytes per pixel of a whole forward pass, per channel of width (XLA:CPU's temporary buffers
-# at 512x512, width 32: ``jax.jit(forward).lower(...).compile().memory_analysis()``, bench/net.py).
-BYTES_PER_PIXEL_PER_WIDTH = 40.0
+# Bytes per pixel of a whole forward pass: per channel of width, what XLA:CPU's compiled program holds
+# (temporaries, arguments and output: 17.1-18.0 at widths 16 and 32, 512x512 and 1024x768, from
+# ``_whole.lower(params, x).compile().memory_analysis()``), and the host's copies of the photo and output.
+BYTES_PER_PIXEL_PER_WIDTH = 18.0
+HOST_BYTES_PER_PIXEL = 48.0
 
 
 def padded(image: np.ndarray) -> np.ndarray:
@@ -50,7 +52,7 @@ def whole(params: dict, image: np.ndarray) -> np.ndarray:
 
 def whole_bytes(shape: tuple[int, ...], width: int) -> float:
     """Estimated peak bytes of :func:`whole` on an image of ``shape``."""
-    return shape[0] * shape[1] * width * BYTES_PER_PIXEL_PER_WIDTH
+    return shape[0] * shape[1] * (width * BYTES_PER_PIXEL_PER_WIDTH + HOST_BYTES_PER_PIXEL)
 
 
 @dataclass(frozen=True)

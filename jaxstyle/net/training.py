@@ -35,14 +35,11 @@ from ..errors import JaxstyleError
 from ..evaluate import objective
 from ..io import color
 from ..io import image as image_io
-from ..io.files import atomic_write
-from ..io.sheet import loss_plot
 from ..model.weights import VGGWeights, load_bundled, sha256_file
 from ..run import problem as problem_lib
-from . import data, store, transformer
+from . import checkpoint, data, store, transformer
+from .checkpoint import TERMS
 from .inference import apply as apply_network
-
-TERMS = ("total", "content", "style", "tv")
 # The objective's options (StyleConfig fields) that mean something for a network; the others (size,
 # steps, optimizer, init, scales, tiling, masks) belong to optimising one image.
 STYLE_OPTIONS = ("content_weight", "style_weight", "tv_weight", "tv_kind", "pooling", "content_layers", "style_layers",
@@ -208,59 +205,6 @@ def train_step(params, adam_state, photos, problem, learning_rate):
     return jax.vmap(one, in_axes=(0, 0, objective.batch_axes(problem.spec)))(params, adam_state, problem)
 
 
-def checkpoint_path(output: str | os.PathLike) -> Path:
-    """Where the training of ``output`` keeps its checkpoint: ``OUTPUT.checkpoint``."""
-    return Path(str(output) + ".checkpoint")
-
-
-def preview_path(output: str | os.PathLike) -> Path:
-    """Where the preview of ``output`` goes: ``OUTPUT.preview.png`` (the suffix replaced)."""
-    return Path(output).with_suffix(".preview.png")
-
-
-def curve_path(output: str | os.PathLike) -> Path:
-    """Where the loss curve of ``output`` goes: ``OUTPUT.losses.csv`` (the suffix replaced)."""
-    return Path(output).with_suffix(".losses.csv")
-
-
-def _save_checkpoint(path: Path, key: str, step: int, params, adam_state, history: list, header: dict) -> None:
-    tensors = {f"params/{k}": v for k, v in store.flatten(jax.device_get(params)).items()}
-    for i, leaf in enumerate(jax.tree.leaves(jax.device_get(adam_state))):
-        tensors[f"adam/{i}"] = np.asarray(leaf)
-    tensors["history"] = np.asarray(history, np.float32).reshape(len(history), -1, len(TERMS))
-    store.write(path, tensors, {**header, "kind": "checkpoint", "key": key, "step": step})
-
-
-def _load_checkpoint(path: Path, key: str, params, adam_state):
-    """``(step, params, adam_state, history)`` from ``path`` if it holds this training's checkpoint."""
-    if not path.exists():
-        return None
-    tensors, header = store.read(path, "checkpoint")
-    if header.get("kind") != "checkpoint" or header.get("key") != key:
-        raise JaxstyleError(f"{str(path)!r} is the checkpoint of another training (other painting, photos or "
-                            "options); delete it to start this one, or rerun the command that made it")
-    flat = store.flatten(jax.device_get(params))
-    leaves, tree = jax.tree.flatten(adam_state)
-    try:
-        restored = store.unflatten({k: tensors[f"params/{k}"] for k in flat})
-        adam = jax.tree.unflatten(tree, [tensors[f"adam/{i}"] for i in range(len(leaves))])
-        history = tensors["history"]
-    except KeyError as e:
-        raise JaxstyleError(f"the checkpoint {str(path)!r} lacks {e.args[0]}: damaged; delete it to start again") from None
-    return int(header["step"]), jax.tree.map(jnp.asarray, restored), jax.tree.map(jnp.asarray, adam), list(history)
-
-
-def _write_curve(path: Path, history: list) -> None:
-    """The first network's loss terms per step: ``path`` (CSV) and beside it the plot (``.png``)."""
-    lines = ["step," + ",".join(TERMS)] + [f"{t + 1}," + ",".join(f"{v:.6g}" for v in row[0])
-                                          for t, row in enumerate(history)]
-    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
-    terms = np.asarray(history, np.float64)[:, 0]  # (steps, terms)
-    plot = loss_plot({k: terms[:, i] for i, k in enumerate(TERMS) if np.any(terms[:, i] > 0)},
-                     title="training loss (batch means) per step")
-    image_io.save_pil(plot, path.with_suffix(".png"))
-
-
 def train_many(variants: Sequence[Variant], photos, config: TrainConfig = TrainConfig(), *,
                weights: VGGWeights | None = None, preview=None,
                progress: Callable[[TrainProgress], None] | None = None) -> list[store.Network]:
@@ -295,10 +239,10 @@ def train_many(variants: Sequence[Variant], photos, config: TrainConfig = TrainC
     keys = jnp.stack([jax.random.fold_in(jax.random.key(config.seed), n) for n in range(len(variants))])
     params = jax.vmap(lambda k: transformer.init(k, config.width))(keys)
     adam_state = jax.vmap(optax.scale_by_adam().init)(params)
-    ckpt = checkpoint_path(variants[0].output)
+    ckpt = checkpoint.file_of(variants[0].output)
     header = {"architecture": transformer.ARCHITECTURE, "width": config.width, "networks": len(variants),
               "seed": config.seed}  # the random state: batch t and the initial parameters follow from it
-    resumed = _load_checkpoint(ckpt, key, params, adam_state)
+    resumed = checkpoint.load(ckpt, key, params, adam_state)
     start, history = 0, []
     if resumed is not None:
         start, params, adam_state, history = resumed
@@ -316,9 +260,9 @@ def train_many(variants: Sequence[Variant], photos, config: TrainConfig = TrainC
         return [store.Network(jax.tree.map(lambda a, n=n: np.asarray(a[n]), params),
                               _header(config, v, h, found, key, step)) for n, (v, h) in enumerate(zip(variants, hashes))]
 
-    def checkpoint():
-        _save_checkpoint(ckpt, key, step, params, adam_state, history, header)
-        _write_curve(curve_path(variants[0].output), history)
+    def keep():
+        checkpoint.save(ckpt, key, step, params, adam_state, history, header)
+        checkpoint.write_curve(checkpoint.curve_path(variants[0].output), history)
 
     try:
         for step_index, photos_batch in feed:
@@ -342,12 +286,12 @@ def train_many(variants: Sequence[Variant], photos, config: TrainConfig = TrainC
                 raise JaxstyleError(f"the loss became {history[-1][0][0]} at step {step}; lower --learning-rate "
                                     "or the weights")
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-                checkpoint()
+                keep()
             if config.preview_every and step % config.preview_every == 0 and step < config.steps:
                 _previews(networks(), variants, preview_image)
     except KeyboardInterrupt:
         if step > start:
-            checkpoint()
+            keep()
             interrupt.keep(f"a checkpoint at step {step} in {ckpt} (run the same command again to resume)")
         raise
     finally:
@@ -359,7 +303,7 @@ def train_many(variants: Sequence[Variant], photos, config: TrainConfig = TrainC
     for network, v in zip(done, variants):
         store.save(v.output, network)
     _previews(done, variants, preview_image)
-    _write_curve(curve_path(variants[0].output), history)
+    checkpoint.write_curve(checkpoint.curve_path(variants[0].output), history)
     ckpt.unlink(missing_ok=True)
     return done
 
@@ -372,7 +316,7 @@ def _default_preview():
 
 def _previews(networks, variants, photo: np.ndarray) -> None:
     for network, v in zip(networks, variants):
-        image_io.save_image(apply_network(network, photo), preview_path(v.output))
+        image_io.save_image(apply_network(network, photo), checkpoint.preview_path(v.output))
 
 
 def _header(config: TrainConfig, variant: Variant, hashes, photos: data.Photos, key: str, step: int) -> dict:
