@@ -84,13 +84,15 @@ def test_banded_apply_equals_whole_and_the_halo_is_needed(monkeypatch):
     assert np.abs(bands.apply_banded(params, image, rows=16) - whole).max() > 1e-3
 
 
-def test_fast_forms_are_the_plain_network(monkeypatch):
+def test_fast_forms_are_the_plain_network():
     """Blocks, sub-pixel upsampling, summed taps and row chunks compute the plain convolutions' function:
     the same outputs and parameter gradients as pad-then-convolve, layer by layer as written."""
-    monkeypatch.setattr(transformer, "CHUNK", 40)  # chunk even these small layers (several chunks, a ragged last)
     params = transformer.init(jax.random.key(3), 4)
     x = jax.random.uniform(jax.random.key(4), (2, 36, 44, 3))
-    np.testing.assert_allclose(transformer.forward(params, x), transformer.forward(params, x, fast=False), atol=1e-5)
+    plain = transformer.forward(params, x, fast=False)
+    np.testing.assert_allclose(transformer.forward(params, x), plain, atol=1e-5)
+    # chunks of 40 positions: several per layer, a ragged last one (inference's form)
+    np.testing.assert_allclose(transformer.forward(params, x, chunk=40), plain, atol=1e-5)
 
     def loss(p, fast):
         return jnp.sum(jnp.square(transformer.forward(p, x, fast=fast) - 0.5))

@@ -41,7 +41,7 @@ def padded(image: np.ndarray) -> np.ndarray:
 
 @jax.jit
 def _whole(params: dict, image: jax.Array) -> jax.Array:
-    return transformer.forward(params, image[None])[0]
+    return transformer.forward(params, image[None], chunk=transformer.CHUNK)[0]
 
 
 def whole(params: dict, image: np.ndarray) -> np.ndarray:
@@ -78,7 +78,7 @@ def plan(height: int, rows: int) -> list[Band]:
 @partial(jax.jit, static_argnames=("upto",))
 def _moments(params, window, stats, keep, upto: int):
     """Owned rows' count, mean and sum of squared deviations (per channel) at normalisation ``upto``."""
-    y = transformer.forward(params, window[None], stats, upto)[0]
+    y = transformer.forward(params, window[None], stats, upto, chunk=transformer.CHUNK)[0]
     factor = window.shape[0] // y.shape[0]
     rows = jnp.arange(y.shape[0]) * factor
     mask = ((rows >= keep[0]) & (rows < keep[1])).astype(y.dtype)[:, None, None]
@@ -90,7 +90,7 @@ def _moments(params, window, stats, keep, upto: int):
 
 @jax.jit
 def _output(params, window, stats):
-    return transformer.forward(params, window[None], stats)[0]
+    return transformer.forward(params, window[None], stats, chunk=transformer.CHUNK)[0]
 
 
 def _merge(a, b):

@@ -44,14 +44,15 @@ def _pad(x: jax.Array, radius: int, mode: str = "reflect") -> jax.Array:
 CHUNK = 12288  # output positions per convolution call: XNNPACK keeps ~140 GFLOP/s up to about this, ~90 above
 
 
-def _conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
-    """A VALID convolution, computed in chunks of output rows (a sequential ``lax.map``) of about
-    ``CHUNK`` positions each: on a large image XLA:CPU's convolution runs at two thirds of its rate
-    on a small one (bench/net.py), and the chunks give the same numbers."""
+def _conv(x: jax.Array, kernel: jax.Array, stride: int = 1, chunk: int = 0) -> jax.Array:
+    """A VALID convolution; with ``chunk``, computed in chunks of output rows (a sequential
+    ``lax.map``) of about ``chunk`` positions each: on a large image XLA:CPU's forward convolution
+    runs at two thirds of its rate on a small one, and the chunks give the same numbers. Not for
+    training: the gradient of the loop runs several times slower than the plain convolution's."""
     k = kernel.shape[0]
     n, hp, wp, _ = x.shape
     h, w = (hp - k) // stride + 1, (wp - k) // stride + 1
-    rows = max(1, CHUNK // (n * w))
+    rows = max(1, chunk // (n * w)) if chunk else h
 
     def conv(x):
         return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "VALID",
@@ -141,6 +142,7 @@ class _Conv(nn.Module):
     kernel_size: int
     stride: int = 1
     form: str = "plain"
+    chunk: int = 0  # output positions per convolution call (0: one call); see _conv
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -148,17 +150,17 @@ class _Conv(nn.Module):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, cin, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         if self.form == "upsample":  # reflection padding after upsampling = edge padding before it
-            y = _depth_to_space(_conv(_pad(x, 1, "edge"), _upsample_kernel(kernel)), 2)
+            y = _depth_to_space(_conv(_pad(x, 1, "edge"), _upsample_kernel(kernel), chunk=self.chunk), 2)
         else:
             xp = _pad(x, k // 2)
             if self.form == "blocks" and self.stride == 1:
-                y = _depth_to_space(_conv(_space_to_depth(xp, 4), _block_kernel(kernel, 4, 4)), 4)
+                y = _depth_to_space(_conv(_space_to_depth(xp, 4), _block_kernel(kernel, 4, 4), chunk=self.chunk), 4)
             elif self.form == "blocks":
-                y = _conv(_space_to_depth(xp, 2), _block_kernel(kernel, 2, 1, self.stride))
+                y = _conv(_space_to_depth(xp, 2), _block_kernel(kernel, 2, 1, self.stride), chunk=self.chunk)
             elif self.form == "taps":
                 y = _depth_to_space(_taps(_space_to_depth(xp, 4), _block_kernel(kernel, 4, 4)), 4)
             else:
-                y = _conv(xp, kernel, self.stride)
+                y = _conv(xp, kernel, self.stride, self.chunk)
         return y + bias.reshape(1, 1, 1, self.features)
 
 
@@ -203,6 +205,7 @@ class TransformerNet(nn.Module):
 
     width: int = WIDTH
     fast: bool = True  # each convolution in its fastest form (see _Conv); False: spelled out, for tests
+    chunk: int = 0  # convolutions in chunks of this many output positions (inference; see _conv)
 
     @nn.compact
     def __call__(self, x: jax.Array, stats: Sequence[jax.Array] = (), upto: int | None = None) -> jax.Array:
@@ -216,7 +219,7 @@ class TransformerNet(nn.Module):
             return _Norm(name=f"{name}_norm")(y, stats[k] if k < len(stats) else None)
 
         def conv(y, features, kernel, name, stride=1, form="plain"):
-            return _Conv(features, kernel, stride, form if self.fast else "plain", name=name)(y)
+            return _Conv(features, kernel, stride, form if self.fast else "plain", self.chunk, name=name)(y)
 
         y = nn.relu(norm(conv(x, w, 9, "conv1", form="blocks"), "conv1"))
         y = nn.relu(norm(conv(y, 2 * w, 3, "conv2", stride=2, form="blocks"), "conv2"))
@@ -244,20 +247,17 @@ def width_of(params: dict) -> int:
 
 
 def forward(params: dict, images: jax.Array, stats: Sequence[jax.Array] = (), upto: int | None = None,
-            fast: bool = True) -> jax.Array:
+            fast: bool = True, chunk: int = 0) -> jax.Array:
     """The network on a batch: ``images`` (N, H, W, 3) in [0, 1], H and W multiples of 4.
 
-    Pure and jit-able (``upto`` static). See :class:`TransformerNet` for ``stats`` and ``upto``.
+    Pure and jit-able (``upto``, ``fast`` and ``chunk`` static). See :class:`TransformerNet` for
+    ``stats`` and ``upto``; ``fast=False`` computes every convolution plainly (pad, convolve), and
+    ``chunk`` (e.g. :data:`CHUNK`, for inference) in chunks of rows: the same function either way.
 
     Returns:
       (N, H, W, 3) in (0, 1); with ``upto=k``, normalisation ``k``'s input.
     """
     try:
-        return TransformerNet(width_of(params), fast).apply({"params": params}, images, tuple(stats), upto)
+        return TransformerNet(width_of(params), fast, chunk).apply({"params": params}, images, tuple(stats), upto)
     except Stop as stop:
         return stop.value
-
-
-def norm_factor(k: int) -> int:
-    """How many input rows one row of normalisation ``k``'s input spans (1, 2 or 4)."""
-    return {"conv1": 1, "conv2": 2, "up1": 2, "up2": 1}.get(NORMS[k], 4)
