@@ -1,7 +1,7 @@
 """Wall time of each notebook, top to bottom in a fresh Jupyter kernel, at its own default size
 (the one it picks for the device JAX sees: the Colab size on a GPU, a smaller one on a CPU).
 
-    python bench/notebooks.py [quickstart sweep paper_figures]
+    python bench/notebooks.py [quickstart sweep paper_figures fast_style]
 
 Runs in a temporary folder (the notebooks write their images there). Kernel start-up and imports
 are included, as a user waits for them too.
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
-    names = sys.argv[1:] or ["quickstart", "sweep", "paper_figures"]
+    names = sys.argv[1:] or ["quickstart", "sweep", "paper_figures", "fast_style"]
     for name in names:
         nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
         with tempfile.TemporaryDirectory() as folder:
