@@ -48,12 +48,12 @@ def one_apply(size: int, net_path: str) -> dict:
     params = jax.device_put(network.params)
     x = jax.numpy.asarray(bands.padded(photo))
     t = time.perf_counter()
-    jax.block_until_ready(bands._whole(params, x))
+    jax.block_until_ready(bands.whole_on_device(params, x))
     compile_s = time.perf_counter() - t
     times = []
     for _ in range(3):
         t = time.perf_counter()
-        jax.block_until_ready(bands._whole(params, x))
+        jax.block_until_ready(bands.whole_on_device(params, x))
         times.append(time.perf_counter() - t)
     return {"size": size, "apply_s": statistics.median(times), "compile_s": compile_s, "peak_rss_gb": peak_rss_gb(),
             "device": str(jax.devices()[0].platform)}
@@ -85,7 +85,7 @@ def train_throughput(steps: int, crop: int, batch: int) -> dict:
     vgg = problem_lib.network(config.style, load_bundled())
     from jaxstyle.io.image import load_image
 
-    one = training._problem(vgg, [load_image(STYLE)], config.style, crop)
+    one = training.painting_problem(vgg, [load_image(STYLE)], config.style, crop)
     problem = objective.Problem(vgg, jax.tree.map(lambda a: a[None], one.targets),
                                 jax.tree.map(lambda a: a[None], one.coef), one.spec)
     params = jax.vmap(lambda k: transformer.init(k))(jax.random.key(0)[None])

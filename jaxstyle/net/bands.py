@@ -25,7 +25,7 @@ from .transformer import MULTIPLE, NORMS, RECEPTIVE_RADIUS
 
 # Bytes per pixel of a whole forward pass: per channel of width, what XLA:CPU's compiled program holds
 # (temporaries, arguments and output: 17.1-18.0 at widths 16 and 32, 512x512 and 1024x768, from
-# ``_whole.lower(params, x).compile().memory_analysis()``), and the host's copies of the photo and output.
+# ``whole_on_device.lower(params, x).compile().memory_analysis()``), and the host's copies of the photo and output.
 BYTES_PER_PIXEL_PER_WIDTH = 18.0
 HOST_BYTES_PER_PIXEL = 48.0
 
@@ -40,14 +40,15 @@ def padded(image: np.ndarray) -> np.ndarray:
 
 
 @jax.jit
-def _whole(params: dict, image: jax.Array) -> jax.Array:
+def whole_on_device(params: dict, image: jax.Array) -> jax.Array:
+    """The network on one (H, W, 3) device array, H and W multiples of 4 (jitted; no host copies)."""
     return transformer.forward(params, image[None], chunk=transformer.CHUNK)[0]
 
 
 def whole(params: dict, image: np.ndarray) -> np.ndarray:
     """The network on a whole (H, W, 3) image in [0, 1], any size (padded to multiples of 4, then cropped)."""
     h, w = image.shape[:2]
-    return np.asarray(_whole(params, jnp.asarray(padded(image), jnp.float32)))[:h, :w]
+    return np.asarray(whole_on_device(params, jnp.asarray(padded(image), jnp.float32)))[:h, :w]
 
 
 def whole_bytes(shape: tuple[int, ...], width: int) -> float:

@@ -159,7 +159,7 @@ def training_key(config: TrainConfig, variants: Sequence[Variant], hashes, photo
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _problem(weights: VGGWeights, paintings: list[np.ndarray], style: StyleConfig, crop: int) -> objective.Problem:
+def painting_problem(weights: VGGWeights, paintings: list[np.ndarray], style: StyleConfig, crop: int) -> objective.Problem:
     """The objective of one network: the painting(s) at ``style_scale * crop``; content targets come per batch."""
     spec = problem_lib.objective_spec(style)
     scaled = problem_lib.styles_at(paintings, crop, style)
@@ -233,7 +233,7 @@ def train_many(variants: Sequence[Variant], photos, config: TrainConfig = TrainC
     loaded = [[_painting(s) for s in v.styles] for v in variants]
     hashes = [[h for _, h in paintings] for paintings in loaded]
     key = training_key(config, variants, hashes, found, vgg.sha256)
-    problems = [_problem(vgg, [p for p, _ in paintings], v.style, config.crop) for v, paintings in zip(variants, loaded)]
+    problems = [painting_problem(vgg, [p for p, _ in paintings], v.style, config.crop) for v, paintings in zip(variants, loaded)]
     problem = objective.Problem(vgg, objective.stack_targets([p.targets for p in problems], spec),
                                 objective.stack([p.coef for p in problems]), spec)
     keys = jnp.stack([jax.random.fold_in(jax.random.key(config.seed), n) for n in range(len(variants))])
