@@ -243,6 +243,15 @@ def image_array(value, what: str = "image") -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
+
+def as_image(value, what: str = "image") -> np.ndarray:
+    """An image given as a path (read with :func:`load_image`) or an array (checked with
+    :func:`image_array`), as (H, W, 3) float32 RGB in [0, 1]."""
+    if isinstance(value, (str, bytes, os.PathLike)):
+        return load_image(value)
+    return image_array(value, what)
+
+
 def to_uint8(image) -> np.ndarray:
     """An image in [0, 1] (clipped) as uint8, rounded to nearest."""
     return (np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -56,10 +56,7 @@ def apply(network: store.Network | str | os.PathLike, photo, *, size: int | None
     color_mode = color_mode or ("luminance" if trained == "luminance" else "none")
     if color_mode not in COLORS:
         raise JaxstyleError(f"--color (={color_mode!r}) must be one of {', '.join(COLORS)}")
-    if isinstance(photo, (str, bytes, os.PathLike)):
-        photo = image_io.load_image(photo)
-    else:
-        photo = image_io.image_array(photo, "photo")
+    photo = image_io.as_image(photo, "photo")
     if size is not None:
         photo = image_io.resize_long_side(photo, size)
     if min(photo.shape[:2]) < MIN_SIDE:

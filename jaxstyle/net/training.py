@@ -249,8 +249,8 @@ def train_many(variants: Sequence[Variant], photos, config: TrainConfig = TrainC
         if start >= config.steps:
             raise JaxstyleError(f"{str(ckpt)!r} is at step {start}, past --steps {config.steps}: give --steps {start} "
                                 "or more to finish it (or delete it to start again)")
-    preview_image = image_io.load_image(preview if preview is not None else _default_preview(), config.preview_size) \
-        if not isinstance(preview, np.ndarray) else image_io.resize_long_side(preview, config.preview_size)
+    preview_image = image_io.resize_long_side(
+        image_io.as_image(_default_preview() if preview is None else preview, "preview photo"), config.preview_size)
     luminance = styles[0].color == "luminance"
     lr = jnp.float32(config.learning_rate)
     feed = data.Prefetch(found, start, config.steps, config.batch, config.crop, config.seed)

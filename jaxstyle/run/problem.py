@@ -81,12 +81,6 @@ class Temporal:
     weight: float
 
 
-def _as_image(value: ImageLike, what: str) -> np.ndarray:
-    if isinstance(value, (str, bytes, os.PathLike)):
-        return image_io.load_image(value)
-    return image_io.image_array(value, what)
-
-
 def _check_size(shape: tuple[int, ...], config: StyleConfig, what: str) -> None:
     if min(shape[:2]) < config.min_size:
         raise JaxstyleError(
@@ -116,7 +110,7 @@ def prepare(content: ImageLike | None, styles: ImageLike | Sequence[ImageLike], 
         raise JaxstyleError("no style image given; pass at least one")
     config.style_scales(len(styles))
     config.blend(len(styles))
-    originals = [_as_image(s, "style image") for s in styles]
+    originals = [image_io.as_image(s, "style image") for s in styles]
     if content is None:  # texture synthesis: only the output's shape comes from the painting
         if config.content_layers or not originals:
             raise JaxstyleError("no content image given; pass one (only a texture, with no content layers, can do without)")
@@ -124,7 +118,7 @@ def prepare(content: ImageLike | None, styles: ImageLike | Sequence[ImageLike], 
             raise JaxstyleError("without a content image the start must be noise (or an image) and --color none")
         content_original = np.full(originals[0].shape, 0.5, np.float32)
     else:
-        content_original = _as_image(content, "content image")
+        content_original = image_io.as_image(content, "content image")
     shape = image_io.long_side_shape(content_original.shape, config.size)
     tile_plan(shape, config)  # refuses, before any resizing, a size that cannot fit even tiled
     content_arr = image_io.resize_long_side(content_original, config.size)
